@@ -1,0 +1,153 @@
+"""The command line: parse, call, print. No measuring or deciding happens here."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from autotune.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Measure how fast Ultralytics YOLO training runs on this machine, and find faster settings.",
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+def user_errors(fn: Callable[..., None]) -> Callable[..., None]:
+    """Bad input is one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except UserError as e:
+            err.print(f"[red]autotune: error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+DataOpt = Annotated[
+    str | None, typer.Option("--data", help="data.yaml of your dataset; default: the embedded synthetic workload")
+]
+ModelOpt = Annotated[str, typer.Option("--model", help="model YAML (built from scratch) or a local .pt file")]
+
+
+def _data_yaml(data: str | None) -> str:
+    """The user's data.yaml, or the embedded default workload (generated once, then reused)."""
+    if data is not None:
+        return str(Path(data).expanduser().resolve())
+    from autotune.demo import DemoSpec, write_demo_dataset
+
+    spec = DemoSpec()
+    with err.status("preparing the embedded default workload (synthetic PPE dataset)...") as status:
+
+        def progress(done: int, total: int) -> None:
+            status.update(f"generating the embedded default workload: {done}/{total} images")
+
+        ds = write_demo_dataset(spec, progress=progress)
+    if not ds.reused:
+        err.print(f"wrote {ds.n_train + ds.n_val} synthetic images to {ds.root} in {ds.seconds:.0f} s")
+    return str(ds.data_yaml)
+
+
+@app.command("demo-data")
+@user_errors
+def demo_data(
+    out: Annotated[Path | None, typer.Option(help="folder to write; default: the user cache folder")] = None,
+    images: Annotated[int, typer.Option(help="images in total (train + val)")] = 1000,
+    size: Annotated[str, typer.Option(help="frame size WIDTHxHEIGHT")] = "1280x720",
+    seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same bytes")] = 0,
+) -> None:
+    """Write the embedded default workload: a deterministic synthetic PPE-like detection dataset."""
+    from autotune.config import parse_size
+    from autotune.demo import DemoSpec, write_demo_dataset
+
+    w, h = parse_size(size)
+    spec = DemoSpec(images=images, width=w, height=h, seed=seed)
+    with err.status("generating...") as status:
+        ds = write_demo_dataset(spec, out=out, progress=lambda d, t: status.update(f"generating {d}/{t} images"))
+    state = "already there" if ds.reused else f"written in {ds.seconds:.1f} s"
+    err.print(f"{ds.n_train} train + {ds.n_val} val images, {ds.bytes / 2**20:.0f} MiB, {state}")
+    print(ds.data_yaml)
+
+
+@app.command()
+@user_errors
+def probe(
+    data: DataOpt = None,
+    model: ModelOpt = "yolo11n.yaml",
+    imgsz: Annotated[int, typer.Option(help="training image size (pixels)")] = 640,
+    batch: Annotated[int, typer.Option(help="batch size")] = 16,
+    workers: Annotated[int | None, typer.Option(help="loader workers; default 8, capped at the CPU count")] = None,
+    cache: Annotated[str, typer.Option(help="image cache: none, disk or ram")] = "none",
+    device: Annotated[str | None, typer.Option(help="'cpu' or a CUDA index like '0'; default: GPU 0 if any")] = None,
+    epochs: Annotated[int, typer.Option(help="epochs of the planned run (decides Ultralytics' optimizer)")] = 100,
+    optimizer: Annotated[str, typer.Option(help="optimizer; 'auto' pins Ultralytics' choice for the run")] = "auto",
+    iters: Annotated[int, typer.Option(help="measured iterations after warm-up")] = 20,
+    memory_limit: Annotated[
+        str | None, typer.Option("--memory-limit", help="GPU memory (RAM on CPU) limit: 0.9 or 20GiB")
+    ] = None,
+    page_cache: Annotated[
+        str, typer.Option(help="file state before reading: auto (as the full run will), warm, cold, asis")
+    ] = "auto",
+    timeout: Annotated[float | None, typer.Option(help="hard limit in seconds; default scales with the probe")] = None,
+    keep_scratch: Annotated[bool, typer.Option(help="keep the staged subset and Ultralytics' run folder")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")] = False,
+) -> None:
+    """Measure one training configuration: images/s, sec/iter, data stall, memory, cache cost."""
+    from autotune.config import ProbeOptions, TrainConfig, Workload, resolve_model
+    from autotune.machine import default_device, default_workers
+    from autotune.probe import probe as run_probe
+    from autotune.render import probe_view
+
+    if epochs < 1:
+        raise UserError(f"epochs must be >= 1, got {epochs}")
+    config = TrainConfig(
+        batch=batch,
+        workers=default_workers() if workers is None else workers,
+        imgsz=imgsz,
+        cache=cache,
+        device=device if device is not None else default_device(),
+        optimizer=optimizer,
+    )
+    options = ProbeOptions(
+        iters=iters, memory_limit=memory_limit, page_cache=page_cache, timeout_s=timeout, keep_scratch=keep_scratch
+    )
+    workload = Workload(data=_data_yaml(data), model=resolve_model(model), epochs=epochs)
+    from autotune.dataset import load_dataset
+
+    load_dataset(workload.data)  # bad data fails here with one line, before any subprocess starts
+    if config.device == "cpu":
+        err.print("[dim]CPU only: no GPU found or --device cpu; timings are for this CPU[/dim]")
+    with err.status(f"probing {config.label()}...") as status:
+
+        def progress(beat: dict[str, Any]) -> None:
+            phase = beat.get("phase", "")
+            if "iter" in beat:
+                status.update(
+                    f"probing {config.label()}: {phase} iteration {beat['iter']}, {beat['iter_s']:.2f} s/iter"
+                )
+            else:
+                status.update(f"probing {config.label()}: {phase}...")
+
+        result = run_probe(config, workload, options, on_progress=progress)
+    if as_json:
+        print(json.dumps(result.to_dict()))
+    else:
+        Console().print(probe_view(result))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,822 @@
+"""One probe: real Ultralytics training of one configuration for a short, steady-state window.
+
+`probe()` is what callers use: it runs `measure()` in its own subprocess (isolate.py) and always returns a
+ProbeResult, whatever happened. `measure()` runs in that subprocess; it stages a subset of the dataset, trains
+with the requested settings through Ultralytics' own trainer, times every iteration from its callbacks, stops
+by raising once the window is full, then measures one validation batch by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autotune import __version__, pagecache
+from autotune.config import (
+    ProbeOptions,
+    TrainConfig,
+    Workload,
+    auto_optimizer,
+    parse_memory_limit,
+)
+from autotune.dataset import (
+    StagedSubset,
+    choose_subset,
+    count_objects,
+    load_dataset,
+    stage,
+    stale_npy,
+)
+from autotune.machine import PeakMemorySampler, available_ram_bytes
+from autotune.stats import IterStats, settle_window, summarize
+from autotune.timing import MEASURE, WARMUP, IterationRecorder
+
+STATUSES = ("ok", "oom", "over_limit", "timeout", "crashed", "infeasible")
+
+Heartbeat = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    peak_host_bytes: int  # main process + loader workers, PSS (shared pages counted once)
+    host_kind: str  # "pss", or "rss" where PSS cannot be read
+    host_limit_bytes: int | None  # on CPU the memory limit applies to RAM
+    loader_processes: int  # live worker processes of the training loader during the window
+    child_processes: int  # all processes under the probe at their most
+    peak_gpu_reserved_bytes: int | None = None  # torch.cuda.max_memory_reserved; None on CPU
+    peak_gpu_allocated_bytes: int | None = None
+    gpu_limit_bytes: int | None = None
+    val_batch: int | None = None  # validation runs at 2x the training batch
+    val_batch_s: float | None = None  # forward + NMS of one validation batch, after one untimed batch
+    val_data_s: float | None = None  # time to get that batch from the loader
+    val_peak_gpu_bytes: int | None = None
+    val_peak_host_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class CacheCost:
+    """The one-time cost of building the image cache, measured on the subset and extrapolated to the dataset."""
+
+    mode: str
+    subset_images: int = 0
+    subset_s: float = 0.0
+    subset_bytes: int = 0
+    full_images: int = 0  # train + val
+    full_s: float = 0.0
+    full_bytes: int = 0
+    available_bytes: int | None = None  # RAM available (ram) or disk free beside the dataset (disk)
+    fits: bool | None = None  # Ultralytics' own rule: 2x margin for RAM, 10% for disk
+    rule: str = ""
+
+
+@dataclass(frozen=True)
+class FileState:
+    """Were the image files read from the page cache (warm) or from disk (cold), and which is the real run's?"""
+
+    resident_before: float | None  # share of the subset's file pages in RAM before the probe touched them
+    resident_at_start: float | None  # after the page-cache action, when training started
+    read: str  # cold | warm | mixed | unknown, at start
+    regime: str  # what the full run's steady state will be: warm when its files fit in RAM
+    regime_reason: str
+    action: str  # what the probe did to match the regime: warmed, dropped, none
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    status: str
+    reason: str
+    requested: dict[str, Any]
+    effective: dict[str, Any]
+    stats: IterStats | None
+    memory: MemoryUse | None
+    cache: CacheCost | None
+    files: FileState | None
+    workload: dict[str, Any]
+    subset: dict[str, Any]
+    timings: dict[str, Any]  # raw per-iteration seconds: warm-up and window, and every optimizer step
+    warnings: tuple[str, ...] = ()
+    machine: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    autotune_version: str = __version__
+    created: str = ""
+    duration_s: float = 0.0
+    log_path: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def projected_epoch_s(self) -> float | None:
+        n = self.workload.get("n_train")
+        return n / self.stats.images_per_s if self.stats and n else None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["projected_epoch_s"] = self.projected_epoch_s()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ProbeResult:
+        def opt(kind: type, v: Any) -> Any:
+            return kind(**v) if isinstance(v, dict) else None
+
+        return cls(
+            status=d["status"],
+            reason=d.get("reason", ""),
+            requested=d.get("requested", {}),
+            effective=d.get("effective", {}),
+            stats=IterStats.from_dict(d["stats"]) if d.get("stats") else None,
+            memory=opt(MemoryUse, d.get("memory")),
+            cache=opt(CacheCost, d.get("cache")),
+            files=opt(FileState, d.get("files")),
+            workload=d.get("workload", {}),
+            subset=d.get("subset", {}),
+            timings=d.get("timings", {}),
+            warnings=tuple(d.get("warnings", ())),
+            machine=d.get("machine", {}),
+            options=d.get("options", {}),
+            autotune_version=d.get("autotune_version", ""),
+            created=d.get("created", ""),
+            duration_s=d.get("duration_s", 0.0),
+            log_path=d.get("log_path", ""),
+        )
+
+
+def failed(status: str, reason: str, config: TrainConfig, workload: Workload, **extra: Any) -> ProbeResult:
+    """A result with no measurement: what went wrong, and what was asked."""
+    return ProbeResult(
+        status=status,
+        reason=reason,
+        requested=config.to_dict(),
+        effective={},
+        stats=None,
+        memory=None,
+        cache=None,
+        files=None,
+        workload=workload.to_dict(),
+        subset={},
+        timings={},
+        created=_now(),
+        **extra,
+    )
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Everything below runs inside the probe subprocess.
+
+
+class _WindowFull(Exception):
+    """Raised from a callback to stop Ultralytics once the measured window is complete."""
+
+
+@dataclass
+class _CacheTimer:
+    """Times Ultralytics' BaseDataset.cache_images per dataset (train and val)."""
+
+    records: list[tuple[str, int, float, int]] = field(default_factory=list)  # (prefix, images, seconds, bytes)
+
+    def install(self) -> Callable[[], None]:
+        from ultralytics.data.base import BaseDataset
+
+        original = BaseDataset.cache_images
+        timer = self
+
+        def timed(ds: Any) -> None:
+            t0 = time.perf_counter()
+            original(ds)
+            dt = time.perf_counter() - t0
+            if ds.cache == "disk":
+                nbytes = sum(f.stat().st_size for f in ds.npy_files if f.exists())
+            else:  # ram: resized images, height x width x channels bytes (uint8)
+                nbytes = sum(h * w * ds.channels for h, w in (hw for hw in ds.im_hw if hw))
+            timer.records.append((str(ds.prefix), ds.ni, dt, nbytes))
+
+        BaseDataset.cache_images = timed
+
+        def undo() -> None:
+            BaseDataset.cache_images = original
+
+        return undo
+
+
+def _offline_amp_check(model: Any) -> bool:
+    """Stand-in for Ultralytics' check_amp, which downloads weights to compare FP32 and AMP detections.
+
+    Runs a convolution in FP32 and under autocast on the model's device and checks the results are finite and
+    close; broken AMP (NaNs or garbage on some GPUs) fails it. CPU and MPS never use AMP in Ultralytics.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return False
+    try:
+        conv = torch.nn.Conv2d(3, 16, 3).to(device)
+        x = torch.randn(2, 3, 64, 64, device=device)
+        with torch.no_grad():
+            ref = conv(x)
+            with torch.autocast("cuda"):
+                amp = conv(x)
+        return bool(torch.isfinite(amp).all() and torch.allclose(amp.float(), ref, atol=0.05, rtol=0.05))
+    except RuntimeError:
+        return False
+
+
+def _subset_sizes(config: TrainConfig, options: ProbeOptions, n_train: int, n_val: int) -> tuple[int, int, bool]:
+    """Images to stage for train and val, and whether the window must revisit images (dataset too small).
+
+    The window never revisits an image: neither the page cache nor the mosaic buffer may serve a repeat.
+    Worst case it needs warmup_max + iters batches, plus one spare for the batch in flight.
+    """
+    need_train = (options.warmup_max + options.iters + 1) * config.batch
+    val_batch = 2 * config.batch
+    need_val = 2 * val_batch  # one untimed batch, one timed
+    return min(need_train, n_train), min(need_val, n_val), need_train > n_train
+
+
+def _page_cache_regime(files_bytes: int, cache: str, npy_bytes: int) -> tuple[str, str]:
+    """Will the full run read its files warm (from RAM) or cold (from disk) once it is in steady state?"""
+    avail = available_ram_bytes()
+    if cache == "ram":
+        return "n/a", "cache=ram decodes every image once and keeps it in memory"
+    read_bytes, what = (npy_bytes, ".npy cache") if cache == "disk" else (files_bytes, "image files")
+    # half of what is available: the page cache competes with the process, its workers and other users
+    if read_bytes < 0.5 * avail:
+        return "warm", f"the {what} ({read_bytes / 2**30:.2f} GiB) fit in available RAM ({avail / 2**30:.1f} GiB)"
+    return "cold", f"the {what} ({read_bytes / 2**30:.2f} GiB) exceed half the available RAM ({avail / 2**30:.1f} GiB)"
+
+
+def measure(
+    config: TrainConfig,
+    workload: Workload,
+    options: ProbeOptions,
+    scratch: Path,
+    heartbeat: Heartbeat = lambda _: None,
+) -> ProbeResult:
+    """Run one probe in this process. Meant for a subprocess: it patches Ultralytics and trains."""
+    t_start = time.perf_counter()
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    heartbeat({"phase": "staging"})
+    info = load_dataset(workload.data)
+    counts = count_objects(info.train)
+    n_train_sub, n_val_sub, _ = _subset_sizes(config, options, len(info.train), len(info.val))
+    train_idx = choose_subset(counts, n_train_sub, options.seed)
+    val_idx = choose_subset(count_objects(info.val), n_val_sub, options.seed)
+    staged = stage(info, train_idx, val_idx, scratch / "data", counts)
+    warnings: list[str] = []
+    stale = stale_npy(info.train) + stale_npy(info.val)
+    if stale:
+        warnings.append(
+            f"{len(stale)} .npy files beside your images (e.g. {stale[0]}): Ultralytics reads them in every cache "
+            "mode, so your real runs use them; probes do not see them"
+        )
+
+    sources = list(staged.train_sources) + list(staged.val_sources)
+    resident_before = pagecache.resident_fraction(sources)
+    files_bytes = sum(os.path.getsize(p) for p in info.train)
+    import torch
+
+    cuda = config.device != "cpu"
+    if cuda and not torch.cuda.is_available():
+        return failed("infeasible", f"device {config.device} requested but CUDA is not available", config, workload)
+    mean_hw = _mean_image_pixels(staged.train_sources[:16])
+    npy_full_bytes = int(mean_hw * 3 * len(info.train))
+    regime, regime_reason = _page_cache_regime(files_bytes, config.cache, npy_full_bytes)
+    mode = options.page_cache if options.page_cache != "auto" else regime
+    action = "none"
+    if mode == "warm":
+        pagecache.warm(sources)
+        action = "warmed"
+    elif mode == "cold":
+        pagecache.drop(sources)
+        action = "dropped"
+
+    # The optimizer is pinned to the full run's choice (see config.auto_optimizer).
+    if config.optimizer == "auto":
+        choice = auto_optimizer(len(info.train), config.batch, config.nbs, workload.epochs, info.nc)
+        opt_args = {"optimizer": choice.name, "lr0": choice.lr0, "momentum": choice.momentum, "warmup_bias_lr": 0.0}
+        optimizer_reason = f"auto -> {choice.name} ({choice.reason}, as Ultralytics decides for the full run)"
+    else:
+        opt_args = {"optimizer": config.optimizer}
+        optimizer_reason = "as requested"
+
+    gpu_limit = host_limit = None
+    if cuda:
+        dev = torch.device(f"cuda:{config.device}")
+        total = torch.cuda.get_device_properties(dev).total_memory
+        if options.memory_limit:
+            gpu_limit = parse_memory_limit(options.memory_limit, total)
+            # enforced, not only observed: the allocator raises OOM past this fraction
+            torch.cuda.set_per_process_memory_fraction(min(gpu_limit / total, 1.0), dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    elif options.memory_limit:
+        import psutil
+
+        host_limit = parse_memory_limit(options.memory_limit, psutil.virtual_memory().total)
+
+    recorder = IterationRecorder(
+        iters=options.iters,
+        warmup_min=options.warmup_min,
+        warmup_max=options.warmup_max,
+        window=settle_window(config.workers),
+        sync=(lambda: torch.cuda.synchronize()) if cuda else (lambda: None),
+    )
+    eff: dict[str, Any] = {}
+    state: dict[str, Any] = {"trainer": None, "loader_procs": 0, "npy_dropped": False}
+    cache_timer = _CacheTimer()
+    undo_cache_timer = cache_timer.install()
+
+    import ultralytics.engine.trainer as ul_trainer
+    from ultralytics import YOLO
+
+    ul_trainer.check_amp = _offline_amp_check  # never download weights for the AMP check
+
+    def on_pretrain_routine_start(trainer: Any) -> None:
+        # Ultralytics forces workers=0 on CPU; the user asked for a number, and the real run can have it too
+        # through autotune train. Restored here, before any dataloader exists.
+        trainer.args.workers = config.workers
+        state["trainer"] = trainer
+        heartbeat({"phase": "building"})
+
+    def on_pretrain_routine_end(trainer: Any) -> None:
+        ds = trainer.train_loader.dataset
+        eff.update(
+            batch=int(trainer.batch_size),
+            workers=int(trainer.train_loader.num_workers),
+            imgsz=int(trainer.args.imgsz),
+            cache=ds.cache or "none",
+            amp=bool(trainer.amp),
+            accumulate=int(trainer.accumulate),
+            optimizer=type(trainer.optimizer).__name__,
+            device=str(trainer.device),
+            # .npy files next to the staged images when training starts: with cache=disk the subset's own,
+            # otherwise none, so every image is decoded from its file as the user's run would
+            npy_files=sum(1 for f in ds.npy_files if f.exists()),
+        )
+        original_step = trainer.optimizer_step
+
+        def timed_step() -> None:
+            recorder.step_start()
+            original_step()
+            recorder.step_end()
+
+        trainer.optimizer_step = timed_step
+        if config.cache == "disk" and mode == "cold":  # the fresh .npy files sit in the page cache: evict them
+            pagecache.drop(str(f) for f in ds.npy_files)
+            state["npy_dropped"] = True
+
+    def on_train_epoch_start(trainer: Any) -> None:
+        # Ultralytics halves the batch and retries after an OOM in the first epoch; an OOM must stay an OOM.
+        trainer._oom_retries = 3
+        if recorder.phase == WARMUP:
+            # Step every warm-up iteration: the step's cost is then known from many samples without a longer
+            # window; the window itself runs at the real accumulation period (restored below).
+            trainer.accumulate = 1
+        if recorder.n_seen == 0:
+            recorder.mark()
+            state["resident_at_start"] = pagecache.resident_fraction(sources)
+
+    def on_train_batch_start(trainer: Any) -> None:
+        recorder.batch_start()
+
+    def on_train_batch_end(trainer: Any) -> None:
+        before = recorder.phase
+        recorder.batch_end()
+        phase = recorder.phase
+        if before == WARMUP and phase != WARMUP:
+            trainer.accumulate = eff["accumulate"]
+        if phase == MEASURE:
+            state["loader_procs"] = max(state["loader_procs"], _live_loader_workers(trainer.train_loader))
+        last = recorder.data_wait_s[-1] + recorder.compute_s[-1]
+        todo = (options.warmup_max if recorder.warmup is None else recorder.warmup) + options.iters - recorder.n_seen
+        heartbeat({"phase": phase, "iter": recorder.n_seen, "iter_s": last, "eta_s": max(todo, 0) * last})
+        if recorder.done:
+            raise _WindowFull
+
+    model = YOLO(workload.model)
+    for event, fn in (
+        ("on_pretrain_routine_start", on_pretrain_routine_start),
+        ("on_pretrain_routine_end", on_pretrain_routine_end),
+        ("on_train_epoch_start", on_train_epoch_start),
+        ("on_train_batch_start", on_train_batch_start),
+        ("on_train_batch_end", on_train_batch_end),
+    ):
+        model.add_callback(event, fn)
+
+    train_args: dict[str, Any] = {
+        "data": staged.data_yaml,
+        "epochs": workload.epochs,  # the planned run's: Ultralytics caps accumulate by iterations x epochs
+        "batch": config.batch,
+        "imgsz": config.imgsz,
+        "workers": config.workers,
+        "cache": False if config.cache == "none" else config.cache,
+        "device": config.device,
+        "amp": config.amp,
+        "nbs": config.nbs,
+        "warmup_epochs": 0,  # the warm-up epochs' accumulation ramp is a phase of its own, predicted apart
+        "close_mosaic": 0,  # mosaic on, as in most epochs of the real run
+        "val": False,
+        "plots": False,  # plotting fetches a font
+        "save": False,
+        "project": str(scratch / "runs"),
+        "name": "probe",
+        "exist_ok": True,
+        "verbose": False,
+        "seed": options.seed,
+        **opt_args,
+    }
+    status, reason = "ok", ""
+    val: dict[str, Any] = {}
+    with PeakMemorySampler() as sampler:
+        try:
+            model.train(**train_args)
+            status, reason = "crashed", "training ended before the measured window was full"
+        except _WindowFull:
+            pass
+        except Exception as e:  # classified, never swallowed: the status carries it to the caller
+            status, reason = _classify_exception(e)
+            traceback.print_exc()
+        finally:
+            undo_cache_timer()
+        train_peak_host = sampler.peak_bytes
+        trainer = state["trainer"]
+        gpu_peak = (
+            (int(torch.cuda.max_memory_reserved()), int(torch.cuda.max_memory_allocated())) if cuda else (None, None)
+        )
+        if status == "ok" and trainer is not None:
+            heartbeat({"phase": "validate"})
+            sampler.reset_peak()
+            try:
+                val = _measure_val_batch(trainer, cuda)
+            except Exception as e:  # an OOM here is the point of the check: validation runs at 2x batch
+                status, reason = _classify_exception(e)
+                reason = f"validation batch (batch {2 * config.batch}): {reason}"
+            val["val_peak_host_bytes"] = sampler.peak_bytes
+        children = sampler.max_children
+        host_kind = sampler.kind
+        if trainer is not None:
+            for loader in (getattr(trainer, "train_loader", None), getattr(trainer, "test_loader", None)):
+                if loader is not None and hasattr(loader, "close"):
+                    loader.close()
+
+    if trainer is None or not eff:
+        return _finish_failed(status, reason, config, workload, options, warnings, t_start)
+
+    stats, revisits = None, False
+    if status == "ok":
+        wait, compute = recorder.window_times()
+        steps = recorder.steady_steps() or recorder.step_s
+        if not recorder.step_s:
+            status, reason = "crashed", "no optimizer step was seen"
+        else:
+            stats = summarize(wait, compute, steps, eff["batch"], eff["accumulate"])
+        used = (recorder.warmup or 0) + options.iters + 1
+        revisits = used * eff["batch"] > len(staged.train)
+        if revisits:
+            warnings.append(
+                f"the dataset has {len(info.train)} training images, fewer than the {used} batches of this probe "
+                "need: later iterations revisit images, which the page cache and mosaic buffer serve"
+            )
+        if not recorder.settled:
+            warnings.append(
+                f"iteration times had not settled after {options.warmup_max} warm-up iterations; "
+                "measured anyway, expect more noise"
+            )
+
+    effective = {**eff, "loader_processes": state["loader_procs"]}
+    mismatches = _mismatches(config, effective, opt_args, cuda)
+    cache = _cache_cost(config, cache_timer, len(info.train) + len(info.val), info.train[0])
+    if status == "ok" and mismatches:
+        status, reason = mismatches[0]
+    if status == "ok" and cache.fits is False:
+        status, reason = "infeasible", cache.rule
+    memory = MemoryUse(
+        peak_host_bytes=train_peak_host,
+        host_kind=host_kind,
+        host_limit_bytes=host_limit,
+        loader_processes=state["loader_procs"],
+        child_processes=children,
+        peak_gpu_reserved_bytes=gpu_peak[0],
+        peak_gpu_allocated_bytes=gpu_peak[1],
+        gpu_limit_bytes=gpu_limit,
+        val_batch=val.get("val_batch"),
+        val_batch_s=val.get("val_batch_s"),
+        val_data_s=val.get("val_data_s"),
+        val_peak_gpu_bytes=val.get("val_peak_gpu_bytes"),
+        val_peak_host_bytes=val.get("val_peak_host_bytes"),
+    )
+    if status == "ok":
+        status, reason = _limit_status(memory)
+    resident_start = state.get("resident_at_start")
+    files = FileState(
+        resident_before=resident_before,
+        resident_at_start=resident_start,
+        read=pagecache.describe(resident_start),
+        regime=regime,
+        regime_reason=regime_reason,
+        action=action + (" (and the .npy cache dropped)" if state["npy_dropped"] else ""),
+    )
+    effective["optimizer_reason"] = optimizer_reason
+    return ProbeResult(
+        status=status,
+        reason=reason,
+        requested=config.to_dict(),
+        effective=effective,
+        stats=stats,
+        memory=memory,
+        cache=cache,
+        files=files,
+        workload={**workload.to_dict(), "n_train": len(info.train), "n_val": len(info.val), "nc": info.nc},
+        subset=_subset_summary(staged, revisits),
+        timings={
+            "data_wait_s": recorder.data_wait_s,
+            "compute_s": recorder.compute_s,
+            "step_s": recorder.step_s,
+            "step_iters": recorder.step_iters,
+            "warmup": recorder.warmup,
+            "settled": recorder.settled,
+            "window": recorder.window,
+        },
+        warnings=tuple(warnings),
+        options=options.to_dict(),
+        created=_now(),
+        duration_s=time.perf_counter() - t_start,
+    )
+
+
+def _finish_failed(
+    status: str,
+    reason: str,
+    config: TrainConfig,
+    workload: Workload,
+    options: ProbeOptions,
+    warnings: list[str],
+    t_start: float,
+) -> ProbeResult:
+    if status == "ok":
+        status, reason = "crashed", "Ultralytics stopped before training started"
+    r = failed(status, reason, config, workload, warnings=tuple(warnings), options=options.to_dict())
+    return ProbeResult(**{**r.__dict__, "duration_s": time.perf_counter() - t_start})
+
+
+def _mean_image_pixels(paths: tuple[str, ...] | list[str]) -> float:
+    """Mean width x height of a few images, from their headers (cheap: no decode)."""
+    from PIL import Image
+
+    sizes = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                sizes.append(im.width * im.height)
+        except OSError:
+            continue
+    return sum(sizes) / len(sizes) if sizes else 0.0
+
+
+def _live_loader_workers(loader: Any) -> int:
+    it = getattr(loader, "iterator", None)
+    workers = getattr(it, "_workers", None) or []
+    return sum(1 for w in workers if w.is_alive())
+
+
+def _classify_exception(e: BaseException) -> tuple[str, str]:
+    msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".strip()
+    text = str(e).lower()
+    if "out of memory" in text or type(e).__name__ == "OutOfMemoryError":
+        return "oom", msg
+    if "dataloader worker" in text and ("killed" in text or "exited unexpectedly" in text):
+        return "crashed", f"a data loader worker died ({msg})"
+    return "crashed", msg
+
+
+def _mismatches(
+    config: TrainConfig, eff: dict[str, Any], opt_args: dict[str, Any], cuda: bool
+) -> list[tuple[str, str]]:
+    """Every silent change Ultralytics made to what was asked, as (status, reason)."""
+    out: list[tuple[str, str]] = []
+    if eff["batch"] != config.batch:
+        out.append(("oom", f"Ultralytics reduced batch {config.batch} -> {eff['batch']} after running out of memory"))
+    if eff["imgsz"] != config.imgsz:
+        out.append(
+            ("infeasible", f"Ultralytics rounded imgsz {config.imgsz} -> {eff['imgsz']} (a multiple of the stride)")
+        )
+    if eff["cache"] != config.cache:
+        out.append(
+            ("infeasible", f"Ultralytics dropped cache={config.cache} (-> {eff['cache']}): not enough RAM or disk")
+        )
+    if eff["workers"] != config.workers:
+        out.append(
+            (
+                "infeasible",
+                f"Ultralytics capped workers {config.workers} -> {eff['workers']} "
+                f"(at most the CPU count per GPU, and no more than the loader's batches)",
+            )
+        )
+    elif config.workers > 0 and eff["loader_processes"] != config.workers:
+        out.append(("crashed", f"{eff['loader_processes']} loader processes alive, {config.workers} expected"))
+    if cuda and config.amp and not eff["amp"]:
+        out.append(("infeasible", "the AMP check failed on this GPU: Ultralytics trains in FP32"))
+    if eff["accumulate"] != config.accumulate:
+        out.append(("infeasible", f"accumulate {config.accumulate} expected, Ultralytics used {eff['accumulate']}"))
+    if eff["optimizer"] != opt_args["optimizer"]:
+        out.append(("infeasible", f"optimizer {opt_args['optimizer']} asked, Ultralytics built {eff['optimizer']}"))
+    return out
+
+
+def _cache_cost(config: TrainConfig, timer: _CacheTimer, full_images: int, first_image: str) -> CacheCost:
+    if config.cache == "none":
+        return CacheCost(mode="none")
+    n = sum(r[1] for r in timer.records)
+    s = sum(r[2] for r in timer.records)
+    b = sum(r[3] for r in timer.records)
+    if n == 0:
+        return CacheCost(mode=config.cache, rule="Ultralytics built no cache")
+    full_s, full_b = s / n * full_images, int(b / n * full_images)
+    if config.cache == "ram":
+        avail = available_ram_bytes()
+        fits = 2 * full_b <= avail
+        rule = (
+            f"cache=ram for the whole dataset needs {full_b / 2**30:.2f} GiB; Ultralytics requires twice that "
+            f"available and {avail / 2**30:.1f} GiB is"
+        )
+    else:
+        avail = shutil.disk_usage(Path(first_image).parent).free
+        fits = 1.1 * full_b <= avail
+        rule = (
+            f"cache=disk writes {full_b / 2**30:.2f} GiB of full-resolution .npy files beside the images; "
+            f"Ultralytics requires that plus 10% free and {avail / 2**30:.1f} GiB is"
+        )
+    return CacheCost(
+        mode=config.cache,
+        subset_images=n,
+        subset_s=s,
+        subset_bytes=b,
+        full_images=full_images,
+        full_s=full_s,
+        full_bytes=full_b,
+        available_bytes=avail,
+        fits=fits,
+        rule=rule,
+    )
+
+
+def _limit_status(m: MemoryUse) -> tuple[str, str]:
+    if m.host_limit_bytes is not None:
+        peak = max(m.peak_host_bytes, m.val_peak_host_bytes or 0)
+        if peak > m.host_limit_bytes:
+            return "over_limit", (
+                f"peak memory {peak / 2**30:.2f} GiB ({m.host_kind}) is over the limit "
+                f"{m.host_limit_bytes / 2**30:.2f} GiB"
+            )
+    if m.gpu_limit_bytes is not None:
+        peak = max(m.peak_gpu_reserved_bytes or 0, m.val_peak_gpu_bytes or 0)
+        if peak > m.gpu_limit_bytes:
+            return "over_limit", (
+                f"peak GPU memory {peak / 2**30:.2f} GiB is over the limit {m.gpu_limit_bytes / 2**30:.2f} GiB"
+            )
+    return "ok", ""
+
+
+def _subset_summary(staged: StagedSubset, revisits: bool) -> dict[str, Any]:
+    objs = staged.train_objects
+    return {
+        "train_images": len(staged.train),
+        "val_images": len(staged.val),
+        "max_objects": max(objs) if objs else 0,
+        "mean_objects": sum(objs) / len(objs) if objs else 0.0,
+        "revisits": revisits,
+    }
+
+
+def _measure_val_batch(trainer: Any, cuda: bool) -> dict[str, Any]:
+    """One validation batch (2x the training batch) as Ultralytics' validator runs it: EMA model, FP16 with AMP
+    on GPU, forward and NMS. The first batch is untimed (it starts the loader's workers)."""
+    import torch
+    from ultralytics.utils import nms
+
+    device = trainer.device
+    model = trainer.ema.ema if trainer.ema else trainer.model
+    half = cuda and trainer.amp
+    model = model.half() if half else model.float()
+    model.eval()
+    loader = trainer.test_loader
+    batches = iter(loader)
+    out: dict[str, Any] = {"val_batch": loader.batch_size}
+    for k in range(min(2, len(loader))):
+        t0 = time.perf_counter()
+        batch = next(batches)
+        t1 = time.perf_counter()
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        with torch.no_grad():
+            img = batch["img"].to(device, non_blocking=cuda)
+            img = (img.half() if half else img.float()) / 255
+            preds = model(img)
+            nms.non_max_suppression(
+                preds, 0.001, 0.7, multi_label=True, max_det=300, end2end=getattr(model, "end2end", False)
+            )
+        if cuda:
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        if k == 1 or len(loader) == 1:
+            out.update(val_data_s=t1 - t0, val_batch_s=t2 - t1)
+        if cuda:
+            out["val_peak_gpu_bytes"] = max(out.get("val_peak_gpu_bytes", 0), int(torch.cuda.max_memory_reserved()))
+    return out
+
+
+def run_in_subprocess(request: dict[str, Any], heartbeat: Heartbeat) -> dict[str, Any]:
+    """isolate.py's entry point: plain dicts in, a plain dict out."""
+    config = TrainConfig.from_dict(request["config"])
+    workload = Workload.from_dict(request["workload"])
+    options = ProbeOptions.from_dict(request["options"])
+    return measure(config, workload, options, Path(request["scratch"]), heartbeat).to_dict()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The caller's side.
+
+
+def predicted_setup_s(config: TrainConfig, options: ProbeOptions, n_images: int) -> float:
+    """Generous time to reach the first iteration: imports, model build, dataset scan, subset cache build."""
+    staged = min((options.warmup_max + options.iters + 1) * config.batch, n_images)
+    per_image = 0.05 if config.cache == "none" else 0.15  # decode (+ write .npy) seconds per image, slow disk
+    return 180.0 + staged * per_image
+
+
+def scratch_root(options: ProbeOptions) -> Path:
+    from autotune.demo import cache_root
+
+    root = Path(options.scratch).expanduser() if options.scratch else cache_root() / "scratch"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def probe(
+    config: TrainConfig,
+    workload: Workload,
+    options: ProbeOptions | None = None,
+    on_progress: Heartbeat | None = None,
+) -> ProbeResult:
+    """Measure one configuration in its own subprocess. Never raises for what happens inside the probe."""
+    from autotune import isolate
+    from autotune.machine import fingerprint
+
+    options = options or ProbeOptions()
+    n_images = len(load_dataset(workload.data).train)  # bad input fails here, loudly, before any subprocess
+    work = Path(tempfile.mkdtemp(prefix="probe-", dir=scratch_root(options)))
+    policy = isolate.TimeoutPolicy(
+        startup_s=predicted_setup_s(config, options, n_images),
+        hard_s=options.timeout_s,
+    )
+    request = {
+        "config": config.to_dict(),
+        "workload": workload.to_dict(),
+        "options": options.to_dict(),
+        "scratch": str(work),
+    }
+    try:
+        outcome = isolate.run_isolated("autotune.probe:run_in_subprocess", request, work, policy, on_progress)
+        if outcome.result is not None and outcome.status == "ok":
+            result = ProbeResult.from_dict(outcome.result)
+            if result.status == "crashed" and outcome.oom_killed:
+                result = ProbeResult(**{**result.__dict__, "status": "oom", "reason": result.reason + " (OOM killer)"})
+        else:
+            result = failed(outcome.status, outcome.reason, config, workload, options=options.to_dict())
+        log_copy = _keep_log(work)
+        return ProbeResult(
+            **{
+                **result.__dict__,
+                "machine": fingerprint().to_dict(),
+                "duration_s": outcome.duration_s,
+                "log_path": str(log_copy) if log_copy else "",
+            }
+        )
+    finally:
+        if not options.keep_scratch:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _keep_log(work: Path) -> Path | None:
+    """Keep the probe's log (Ultralytics' output) outside the scratch folder, which is deleted."""
+    log = work / "probe.log"
+    if not log.exists():
+        return None
+    dest_dir = work.parent.parent / "logs"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / f"{work.name}.log"
+    shutil.copyfile(log, dest)
+    return dest
