@@ -151,3 +151,7 @@ def probe(
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

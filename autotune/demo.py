@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -164,9 +165,7 @@ def _noise(rng: np.random.Generator, h: int, w: int, cell: float, channels: int 
     return _upscale(small, w, h)
 
 
-def _fractal(
-    rng: np.random.Generator, h: int, w: int, cell: float, octaves: int, gain: float = 0.55
-) -> np.ndarray:
+def _fractal(rng: np.random.Generator, h: int, w: int, cell: float, octaves: int, gain: float = 0.55) -> np.ndarray:
     """Multi-octave value noise: ``octaves`` layers, each half the feature size and ``gain`` the amplitude."""
     out = _noise(rng, h, w, cell)
     amp = 1.0
@@ -459,9 +458,7 @@ def _skyline(cv: _Canvas, rng: np.random.Generator, w: int, h: int, horizon: int
         ys = np.arange(horizon, top, -2 * half)
         for i, y in enumerate(ys[:-1]):  # lattice zigzag
             a, b = (mx - half, y), (mx + half, ys[i + 1])
-            cv.line(
-                a if i % 2 == 0 else (mx + half, y), b if i % 2 == 0 else (mx - half, ys[i + 1]), steel, t, 0
-            )
+            cv.line(a if i % 2 == 0 else (mx + half, y), b if i % 2 == 0 else (mx - half, ys[i + 1]), steel, t, 0)
         jib = w * rng.uniform(0.2, 0.5)
         side = 1 if rng.random() < 0.7 else -1
         cv.line((mx - side * jib * 0.3, top), (mx + side * jib, top), steel, 2 * t, 0)
@@ -475,18 +472,14 @@ def _skyline(cv: _Canvas, rng: np.random.Generator, w: int, h: int, horizon: int
         )
 
 
-def _prop(
-    cv: _Canvas, rng: np.random.Generator, kind: str, fx: float, fy: float, unit: float, s: float
-) -> None:
+def _prop(cv: _Canvas, rng: np.random.Generator, kind: str, fx: float, fy: float, unit: float, s: float) -> None:
     """An unlabelled ground object standing at (fx, fy); ``unit`` = pixels per metre at that depth."""
     img = cv.img
     if kind == "container":
         ch = 2.6 * unit
         cw = ch * (2.35 if rng.random() < 0.7 else 0.95)  # 20 ft side view or end view
         x0, x1, y0, y1 = fx - cw / 2, fx + cw / 2, fy - ch, fy
-        cv.poly(
-            np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), _jitter(rng, _pick(rng, _CONTAINER), 12), 0
-        )
+        cv.poly(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]]), _jitter(rng, _pick(rng, _CONTAINER), 12), 0)
         xa, xb, ya, yb = (
             int(max(0, x0)),
             int(min(img.shape[1], x1)),
@@ -640,9 +633,7 @@ def _person(
         hl = tuple(min(255.0, c * 1.25 + 30) for c in hc)  # specular highlight on the dome
         cv.ellipse((hx - r * 0.35, dome_y - r * 0.6), (r * 0.35, r * 0.18), hl, pid + 1)
     elif rng.random() < 0.8:
-        cv.ellipse(
-            (hx, hy - r * 0.25), (r * 0.95, r * 0.8), _jitter(rng, _pick(rng, _HAIR), 10), pid, 180, 360
-        )
+        cv.ellipse((hx, hy - r * 0.25), (r * 0.95, r * 0.8), _jitter(rng, _pick(rng, _HAIR), 10), pid, 180, 360)
 
 
 def _people_count(rng: np.random.Generator) -> int:
@@ -834,13 +825,24 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # one process per core already; OpenCV threads would only oversubscribe
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Start workers with spawn: the parent may hold OpenCV / torch thread pools that fork would copy
+    half-locked. Spawn re-imports the parent's main script, which fails (and makes Pool respawn dying
+    workers forever) when that script is not a file, e.g. ``python - < script``; fork is used then."""
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    by_name = getattr(getattr(main, "__spec__", None), "name", None)
+    unimportable = by_name is None and main_file is not None and not os.path.isfile(main_file)
+    if unimportable and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def _read_marker(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise UserError(
-            f"Demo dataset marker {path} is unreadable ({exc}); delete that folder and rerun."
-        ) from exc
+        raise UserError(f"Demo dataset marker {path} is unreadable ({exc}); delete that folder and rerun.") from exc
     if not isinstance(data, dict):
         raise UserError(f"Demo dataset marker {path} is malformed; delete that folder and rerun.")
     return data
@@ -867,9 +869,7 @@ def write_demo_dataset(
     counts the frames rendered by this call. ``processes`` defaults to the CPU count.
     """
     n_train, n_val = _split_sizes(spec)
-    if processes is not None and (
-        isinstance(processes, bool) or not isinstance(processes, int) or processes < 1
-    ):
+    if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
         raise UserError(f"Demo dataset processes must be a positive integer, got {processes!r}.")
     root = (Path(out) if out is not None else default_demo_dir(spec)).expanduser().resolve()
     marker_path = root / MARKER
@@ -888,9 +888,7 @@ def write_demo_dataset(
             )
         complete = bool(marker.get("complete"))
     elif root.exists() and any(root.iterdir()):
-        raise UserError(
-            f"{root} is not empty and is not an autotune demo dataset; refusing to write into it."
-        )
+        raise UserError(f"{root} is not empty and is not an autotune demo dataset; refusing to write into it.")
 
     paths = [_paths(root, i, n_train) for i in range(spec.images)]
     missing = [i for i, (im, lb) in enumerate(paths) if not (im.is_file() and lb.is_file())]
@@ -898,9 +896,7 @@ def write_demo_dataset(
     if complete and not missing:
         if not data_yaml.is_file() or data_yaml.read_text() != yaml_text:
             _atomic_write(data_yaml, yaml_text.encode())  # e.g. the folder was moved: fix the absolute path
-        return DemoDataset(
-            root, data_yaml, n_train, n_val, sum(p[0].stat().st_size for p in paths), 0.0, True
-        )
+        return DemoDataset(root, data_yaml, n_train, n_val, sum(p[0].stat().st_size for p in paths), 0.0, True)
 
     start = time.perf_counter()
     for sub in ("images/train", "images/val", "labels/train", "labels/val"):
@@ -922,8 +918,7 @@ def write_demo_dataset(
                 progress(done, len(jobs))
     elif jobs:
         chunk = max(1, min(8, len(jobs) // (workers * 4)))
-        # spawn, not fork: the parent may hold OpenCV / torch thread pools that a forked child would inherit.
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+        with _pool_context().Pool(workers, initializer=_worker_init) as pool:
             for _ in pool.imap_unordered(_generate_one, jobs, chunksize=chunk):
                 done += 1
                 if progress is not None:

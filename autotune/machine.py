@@ -50,7 +50,9 @@ class Machine:
         return f"{self.cpu_model}, {self.usable_cores} cores, {self.ram_bytes / 2**30:.0f} GiB RAM, {gpu}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["gpus"] = [asdict(g) for g in self.gpus]  # lists, as JSON gives them back
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Machine:

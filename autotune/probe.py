@@ -42,6 +42,7 @@ from autotune.timing import MEASURE, WARMUP, IterationRecorder
 STATUSES = ("ok", "oom", "over_limit", "timeout", "crashed", "infeasible")
 
 Heartbeat = Callable[[dict[str, Any]], None]
+STEP_SAMPLES = 3  # steady optimizer steps timed in the warm-up (MuSGD's step is seconds on a CPU: keep it few)
 
 
 @dataclass(frozen=True)
@@ -365,6 +366,7 @@ def measure(
             # otherwise none, so every image is decoded from its file as the user's run would
             npy_files=sum(1 for f in ds.npy_files if f.exists()),
         )
+        state["damaged"] = _damaged_images(staged, ds.im_files, trainer.test_loader.dataset.im_files)
         original_step = trainer.optimizer_step
 
         def timed_step() -> None:
@@ -377,12 +379,15 @@ def measure(
             pagecache.drop(str(f) for f in ds.npy_files)
             state["npy_dropped"] = True
 
+    def want_forced_steps() -> bool:
+        return recorder.phase == WARMUP and len(recorder.step_s) < recorder.step_discard + STEP_SAMPLES
+
     def on_train_epoch_start(trainer: Any) -> None:
         # Ultralytics halves the batch and retries after an OOM in the first epoch; an OOM must stay an OOM.
         trainer._oom_retries = 3
-        if recorder.phase == WARMUP:
-            # Step every warm-up iteration: the step's cost is then known from many samples without a longer
-            # window; the window itself runs at the real accumulation period (restored below).
+        if want_forced_steps():
+            # Step on every early warm-up iteration: the step's cost is then known from several samples
+            # without a longer window; the window itself runs at the real accumulation period (restored below).
             trainer.accumulate = 1
         if recorder.n_seen == 0:
             recorder.mark()
@@ -395,7 +400,7 @@ def measure(
         before = recorder.phase
         recorder.batch_end()
         phase = recorder.phase
-        if before == WARMUP and phase != WARMUP:
+        if before == WARMUP and not want_forced_steps():
             trainer.accumulate = eff["accumulate"]
         if phase == MEASURE:
             state["loader_procs"] = max(state["loader_procs"], _live_loader_workers(trainer.train_loader))
@@ -495,6 +500,14 @@ def measure(
                 "measured anyway, expect more noise"
             )
 
+    skipped, restored = state.get("damaged", ([], []))
+    if skipped:
+        warnings.append(f"skipped {len(skipped)} corrupt image(s) Ultralytics cannot read: {', '.join(skipped)}")
+    if restored:
+        warnings.append(
+            f"{len(restored)} truncated JPEG(s) that Ultralytics would rewrite in place when your run scans them "
+            f"(the probe only rewrote its own copy): {', '.join(restored)}"
+        )
     effective = {**eff, "loader_processes": state["loader_procs"]}
     mismatches = _mismatches(config, effective, opt_args, cuda)
     cache = _cache_cost(config, cache_timer, len(info.train) + len(info.val), info.train[0])
@@ -569,6 +582,23 @@ def _finish_failed(
         status, reason = "crashed", "Ultralytics stopped before training started"
     r = failed(status, reason, config, workload, warnings=tuple(warnings), options=options.to_dict())
     return ProbeResult(**{**r.__dict__, "duration_s": time.perf_counter() - t_start})
+
+
+def _damaged_images(staged: StagedSubset, train_kept: list[str], val_kept: list[str]) -> tuple[list[str], list[str]]:
+    """(source images Ultralytics dropped as corrupt, source JPEGs it restored) among the staged ones.
+
+    A restored JPEG is rewritten with os.replace over the staged link, so the link becomes a file: the user's
+    image is untouched.
+    """
+    skipped, restored = [], []
+    pairs = [*zip(staged.train, staged.train_sources, strict=True), *zip(staged.val, staged.val_sources, strict=True)]
+    kept = set(train_kept) | set(val_kept)
+    for link, source in pairs:
+        if link not in kept:
+            skipped.append(source)
+        elif not os.path.islink(link):
+            restored.append(source)
+    return skipped, restored
 
 
 def _mean_image_pixels(paths: tuple[str, ...] | list[str]) -> float:

@@ -23,7 +23,7 @@ class IterationRecorder:
     warmup_max: int
     window: int  # settle-check window (stats.settle_window)
     tol: float = 0.25
-    step_discard: int = 2  # first optimizer steps allocate state (Adam moments, EMA): not steady state
+    step_discard: int = 1  # the first optimizer step allocates state (Adam moments, momentum): not steady
     clock: Callable[[], float] = time.perf_counter
     sync: Callable[[], None] = lambda: None  # torch.cuda.synchronize on GPU: kernels are asynchronous
 
