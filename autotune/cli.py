@@ -36,6 +36,8 @@ def user_errors(fn: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+CPU_IMGSZ = 160  # default image size on a CPU-only machine: yolo11n at 640 px runs seconds per iteration
+
 DataOpt = Annotated[
     str | None, typer.Option("--data", help="data.yaml of your dataset; default: the embedded synthetic workload")
 ]
@@ -86,7 +88,7 @@ def demo_data(
 def probe(
     data: DataOpt = None,
     model: ModelOpt = "yolo11n.yaml",
-    imgsz: Annotated[int, typer.Option(help="training image size (pixels)")] = 640,
+    imgsz: Annotated[int | None, typer.Option(help="training image size (pixels); default 640, 160 on a CPU")] = None,
     batch: Annotated[int, typer.Option(help="batch size")] = 16,
     workers: Annotated[int | None, typer.Option(help="loader workers; default 8, capped at the CPU count")] = None,
     cache: Annotated[str, typer.Option(help="image cache: none, disk or ram")] = "none",
@@ -112,12 +114,17 @@ def probe(
 
     if epochs < 1:
         raise UserError(f"epochs must be >= 1, got {epochs}")
+    device = device if device is not None else default_device()
+    if imgsz is None:
+        imgsz = CPU_IMGSZ if device == "cpu" else 640
+        if device == "cpu":
+            err.print(f"[dim]CPU only: probing at imgsz {imgsz} (640 px takes minutes per probe); pass --imgsz[/dim]")
     config = TrainConfig(
         batch=batch,
         workers=default_workers() if workers is None else workers,
         imgsz=imgsz,
         cache=cache,
-        device=device if device is not None else default_device(),
+        device=device,
         optimizer=optimizer,
     )
     options = ProbeOptions(

@@ -1,0 +1,72 @@
+"""Bad input through the CLI: exit code 2 and one clear line on stderr, never a traceback."""
+
+import pytest
+from conftest import make_dataset
+from typer.testing import CliRunner
+
+from autotune.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("cli") / "ds")
+
+
+def _bad(args: list[str], expected: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("autotune: error:")
+    assert expected in lines[0]
+
+
+def test_missing_data_yaml(tmp_path):
+    _bad(["probe", "--data", str(tmp_path / "missing.yaml")], "not found")
+
+
+def test_malformed_data_yaml(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [oops\n")
+    _bad(["probe", "--data", str(bad)], "not valid YAML")
+
+
+def test_train_path_without_images(tmp_path):
+    (tmp_path / "empty").mkdir()
+    y = tmp_path / "d.yaml"
+    y.write_text(f"train: {tmp_path / 'empty'}\nval: {tmp_path / 'empty'}\nnames: [a]\n")
+    _bad(["probe", "--data", str(y)], "no images found")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "yolo99z.yaml"], "unknown model"),
+        (["--model", "yolo11n.pt"], "never downloads"),
+        (["--batch", "0"], "batch must be"),
+        (["--imgsz", "16"], "imgsz must be"),
+        (["--workers", "-1"], "workers must be"),
+        (["--cache", "ssd"], "cache must be one of"),
+        (["--iters", "0"], "iters must be"),
+        (["--epochs", "0"], "epochs must be"),
+        (["--memory-limit", "lots"], "memory limit"),
+        (["--device", "gpu"], "device must be"),
+        (["--page-cache", "hot"], "page-cache"),
+    ],
+)
+def test_bad_probe_options(data, args, expected):
+    _bad(["probe", "--data", str(data), *args], expected)
+
+
+def test_demo_data_bad_size(tmp_path):
+    _bad(["demo-data", "--out", str(tmp_path / "d"), "--size", "big"], "WIDTHxHEIGHT")
+    _bad(["demo-data", "--out", str(tmp_path / "d"), "--images", "1"], "images")
+
+
+def test_unknown_option_is_a_usage_error():
+    result = runner.invoke(app, ["probe", "--bogus"])
+    assert result.exit_code == 2
+    assert "No such option" in result.output
