@@ -826,16 +826,16 @@ def _worker_init() -> None:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    """Start workers with spawn: the parent may hold OpenCV / torch thread pools that fork would copy
-    half-locked. Spawn re-imports the parent's main script, which fails (and makes Pool respawn dying
-    workers forever) when that script is not a file, e.g. ``python - < script``; fork is used then."""
-    main = sys.modules.get("__main__")
-    main_file = getattr(main, "__file__", None)
-    by_name = getattr(getattr(main, "__spec__", None), "name", None)
-    unimportable = by_name is None and main_file is not None and not os.path.isfile(main_file)
-    if unimportable and "fork" in multiprocessing.get_all_start_methods():
+    """Worker start method: fork on Linux, the platform default elsewhere (spawn on macOS / Windows).
+
+    Spawn re-runs the caller's main script in every worker; a script without an ``if __name__ ==
+    "__main__"`` guard then makes Pool respawn failing workers forever, and ``python - < script`` cannot
+    be re-run at all. Forked workers only use numpy and OpenCV (set to one thread in _worker_init), never
+    torch or CUDA state the parent may hold.
+    """
+    if sys.platform.startswith("linux"):
         return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
+    return multiprocessing.get_context()
 
 
 def _read_marker(path: Path) -> dict:

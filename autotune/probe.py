@@ -404,7 +404,7 @@ def measure(
             trainer.accumulate = eff["accumulate"]
         if phase == MEASURE:
             state["loader_procs"] = max(state["loader_procs"], _live_loader_workers(trainer.train_loader))
-        last = recorder.data_wait_s[-1] + recorder.compute_s[-1]
+        last = recorder.last_total()
         todo = (options.warmup_max if recorder.warmup is None else recorder.warmup) + options.iters - recorder.n_seen
         heartbeat({"phase": phase, "iter": recorder.n_seen, "iter_s": last, "eta_s": max(todo, 0) * last})
         if recorder.done:

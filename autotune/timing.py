@@ -72,6 +72,10 @@ class IterationRecorder:
             if decided is not None:
                 self.warmup, self.settled = decided
 
+    def last_total(self) -> float:
+        """Wall time of the last iteration, its optimizer step included."""
+        return self.data_wait_s[-1] + self.compute_s[-1] + self._step_in_iter
+
     @property
     def phase(self) -> str:
         if self.warmup is None:
