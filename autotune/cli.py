@@ -83,42 +83,44 @@ def demo_data(
     print(ds.data_yaml)
 
 
-@app.command()
-@user_errors
-def probe(
-    data: DataOpt = None,
-    model: ModelOpt = "yolo11n.yaml",
-    imgsz: Annotated[int | None, typer.Option(help="training image size (pixels); default 640, 160 on a CPU")] = None,
-    batch: Annotated[int, typer.Option(help="batch size")] = 16,
-    workers: Annotated[int | None, typer.Option(help="loader workers; default 8, capped at the CPU count")] = None,
-    cache: Annotated[str, typer.Option(help="image cache: none, disk or ram")] = "none",
-    device: Annotated[str | None, typer.Option(help="'cpu' or a CUDA index like '0'; default: GPU 0 if any")] = None,
-    epochs: Annotated[int, typer.Option(help="epochs of the planned run (decides Ultralytics' optimizer)")] = 100,
-    optimizer: Annotated[str, typer.Option(help="optimizer; 'auto' pins Ultralytics' choice for the run")] = "auto",
-    iters: Annotated[int, typer.Option(help="measured iterations after warm-up")] = 20,
-    memory_limit: Annotated[
-        str | None, typer.Option("--memory-limit", help="GPU memory (RAM on CPU) limit: 0.9 or 20GiB")
-    ] = None,
-    page_cache: Annotated[
-        str, typer.Option(help="file state before reading: auto (as the full run will), warm, cold, asis")
-    ] = "auto",
-    timeout: Annotated[float | None, typer.Option(help="hard limit in seconds; default scales with the probe")] = None,
-    keep_scratch: Annotated[bool, typer.Option(help="keep the staged subset and Ultralytics' run folder")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")] = False,
-) -> None:
-    """Measure one training configuration: images/s, sec/iter, data stall, memory, cache cost."""
-    from autotune.config import ProbeOptions, TrainConfig, Workload, resolve_model
+ImgszOpt = Annotated[int | None, typer.Option(help="training image size (pixels); default 640, 160 on a CPU")]
+BatchOpt = Annotated[int, typer.Option(help="batch size")]
+WorkersOpt = Annotated[int | None, typer.Option(help="loader workers; default 8, capped at the CPU count")]
+CacheOpt = Annotated[str, typer.Option(help="image cache: none, disk or ram")]
+DeviceOpt = Annotated[str | None, typer.Option(help="'cpu' or a CUDA index like '0'; default: GPU 0 if any")]
+EpochsOpt = Annotated[int, typer.Option(help="epochs of the planned run (decides Ultralytics' optimizer)")]
+OptimizerOpt = Annotated[str, typer.Option(help="optimizer; 'auto' pins Ultralytics' choice for the run")]
+ItersOpt = Annotated[int, typer.Option(help="measured iterations after warm-up")]
+LimitOpt = Annotated[str | None, typer.Option("--memory-limit", help="GPU memory (RAM on CPU) limit: 0.9 or 20GiB")]
+PageCacheOpt = Annotated[
+    str, typer.Option(help="file state before reading: auto (as the full run will), warm, cold, asis")
+]
+TimeoutOpt = Annotated[float | None, typer.Option(help="hard limit in seconds per probe; default scales with it")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")]
+
+
+def _setup(
+    data: str | None,
+    model: str,
+    imgsz: int | None,
+    batch: int,
+    workers: int | None,
+    cache: str,
+    device: str | None,
+    epochs: int,
+    optimizer: str,
+) -> tuple[Any, Any]:
+    """TrainConfig and Workload from the shared options; every bad value is a UserError before any work."""
+    from autotune.config import TrainConfig, Workload, resolve_model
+    from autotune.dataset import load_dataset
     from autotune.machine import default_device, default_workers
-    from autotune.probe import probe as run_probe
-    from autotune.render import probe_view
 
     if epochs < 1:
         raise UserError(f"epochs must be >= 1, got {epochs}")
     device = device if device is not None else default_device()
+    default_imgsz = imgsz is None
     if imgsz is None:
         imgsz = CPU_IMGSZ if device == "cpu" else 640
-        if device == "cpu":
-            err.print(f"[dim]CPU only: probing at imgsz {imgsz} (640 px takes minutes per probe); pass --imgsz[/dim]")
     config = TrainConfig(
         batch=batch,
         workers=default_workers() if workers is None else workers,
@@ -127,15 +129,44 @@ def probe(
         device=device,
         optimizer=optimizer,
     )
+    model = resolve_model(model)
+    workload = Workload(data=_data_yaml(data), model=model, epochs=epochs)
+    load_dataset(workload.data)  # bad data fails here with one line, before any subprocess starts
+    if config.device == "cpu":  # said only once all input is known to be good: errors stay one line
+        err.print("[dim]CPU only: no GPU found or --device cpu; timings are for this CPU[/dim]")
+        if default_imgsz:
+            err.print(f"[dim]CPU only: imgsz {imgsz} by default (640 px takes minutes per probe); pass --imgsz[/dim]")
+    return config, workload
+
+
+@app.command()
+@user_errors
+def probe(
+    data: DataOpt = None,
+    model: ModelOpt = "yolo11n.yaml",
+    imgsz: ImgszOpt = None,
+    batch: BatchOpt = 16,
+    workers: WorkersOpt = None,
+    cache: CacheOpt = "none",
+    device: DeviceOpt = None,
+    epochs: EpochsOpt = 100,
+    optimizer: OptimizerOpt = "auto",
+    iters: ItersOpt = 20,
+    memory_limit: LimitOpt = None,
+    page_cache: PageCacheOpt = "auto",
+    timeout: TimeoutOpt = None,
+    keep_scratch: Annotated[bool, typer.Option(help="keep the staged subset and Ultralytics' run folder")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure one training configuration: images/s, sec/iter, data stall, memory, cache cost."""
+    from autotune.config import ProbeOptions
+    from autotune.probe import probe as run_probe
+    from autotune.render import probe_view
+
     options = ProbeOptions(
         iters=iters, memory_limit=memory_limit, page_cache=page_cache, timeout_s=timeout, keep_scratch=keep_scratch
     )
-    workload = Workload(data=_data_yaml(data), model=resolve_model(model), epochs=epochs)
-    from autotune.dataset import load_dataset
-
-    load_dataset(workload.data)  # bad data fails here with one line, before any subprocess starts
-    if config.device == "cpu":
-        err.print("[dim]CPU only: no GPU found or --device cpu; timings are for this CPU[/dim]")
+    config, workload = _setup(data, model, imgsz, batch, workers, cache, device, epochs, optimizer)
     with err.status(f"probing {config.label()}...") as status:
 
         def progress(beat: dict[str, Any]) -> None:
@@ -153,6 +184,60 @@ def probe(
     else:
         Console().print(probe_view(result))
     if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def profile(
+    data: DataOpt = None,
+    model: ModelOpt = "yolo11n.yaml",
+    imgsz: ImgszOpt = None,
+    batch: BatchOpt = 16,
+    workers: WorkersOpt = None,
+    cache: CacheOpt = "none",
+    device: DeviceOpt = None,
+    epochs: EpochsOpt = 100,
+    optimizer: OptimizerOpt = "auto",
+    iters: ItersOpt = 20,
+    memory_limit: LimitOpt = None,
+    page_cache: PageCacheOpt = "auto",
+    timeout: TimeoutOpt = None,
+    worker_list: Annotated[
+        str | None,
+        typer.Option("--worker-list", help="loader workers to scale over, e.g. 0,1,2,4; default 0,1,2,4..CPUs"),
+    ] = None,
+    py_spy: Annotated[bool, typer.Option("--py-spy", help="record the loader workers with py-spy")] = False,
+    out: Annotated[Path | None, typer.Option(help="folder for data and charts; default reports/profile-<time>")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Diagnose one configuration: data-bound or compute-bound? Worker scaling, cache costs, utilisation."""
+    import datetime as dt
+
+    from autotune.config import ProbeOptions
+    from autotune.profiler import profile as run_profile
+    from autotune.profiler import save
+    from autotune.render import profile_view
+
+    options = ProbeOptions(iters=iters, memory_limit=memory_limit, page_cache=page_cache, timeout_s=timeout)
+    counts = None
+    if worker_list is not None:
+        try:
+            counts = sorted({int(x) for x in worker_list.split(",") if x.strip()})
+        except ValueError:
+            raise UserError(f"--worker-list must be whole numbers separated by commas, got {worker_list!r}") from None
+        if not counts or min(counts) < 0:
+            raise UserError(f"--worker-list must hold workers >= 0, got {worker_list!r}")
+    config, workload = _setup(data, model, imgsz, batch, workers, cache, device, epochs, optimizer)
+    folder = out or Path("reports") / f"profile-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    with err.status(f"profiling {config.label()}...") as status:
+        p = run_profile(config, workload, options, counts, py_spy, on_step=lambda s: status.update(f"profiling: {s}"))
+        written = [str(f) for f in save(p, folder)]
+    if as_json:
+        print(json.dumps({**p.to_dict(), "written": written}))
+    else:
+        Console().print(profile_view(p, written))
+    if p.diagnosis is None:
         raise typer.Exit(1)
 
 

@@ -97,8 +97,13 @@ class ProbeOptions:
     seed: int = 0  # subset selection
     scratch: str | None = None  # folder for staged subsets; default under the user cache folder
     keep_scratch: bool = False
+    utilisation: bool = False  # sample CPU, RSS and GPU at ~10 Hz during the window (autotune profile)
+    compute_only_iters: int = 0  # then time this many forward+backward passes on one batch already on the device
+    py_spy: bool = False  # record the loader workers with py-spy during the window
 
     def __post_init__(self) -> None:
+        if self.compute_only_iters < 0:
+            raise UserError(f"compute-only iterations must be >= 0, got {self.compute_only_iters}")
         if self.iters < 1:
             raise UserError(f"iters must be >= 1, got {self.iters}")
         if self.warmup_min < 0 or self.warmup_max < self.warmup_min:

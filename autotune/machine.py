@@ -226,3 +226,129 @@ def default_device() -> str:
 def default_workers() -> int:
     """Ultralytics' default of 8 loader workers, capped as Ultralytics caps it (os.cpu_count per GPU)."""
     return min(8, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Utilisation:
+    """What the machine was doing while a probe measured: CPU per core, RSS of the process tree, GPU."""
+
+    interval_s: float
+    samples: int
+    seconds: float
+    cpu_per_core_mean: tuple[float, ...]  # percent, per logical core
+    cpu_total_mean: float  # percent of all cores
+    rss_peak_bytes: int  # main process + workers (RSS: cheap enough at 10 Hz; PSS is sampled apart)
+    gpu_util_mean: float | None  # percent; None without a GPU
+    gpu_mem_peak_bytes: int | None
+    sampler_cpu_s: float  # the sampler's own CPU time
+    tree_cpu_s: float  # CPU time of the probe's process tree over the same span
+    series: dict[str, list[float]]  # t, cpu_total, rss, gpu_util: for charts
+
+    @property
+    def overhead(self) -> float:
+        """The sampler's CPU time as a share of the probe's: kept under 3%."""
+        return self.sampler_cpu_s / self.tree_cpu_s if self.tree_cpu_s else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "overhead": self.overhead}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Utilisation:
+        d = {k: v for k, v in d.items() if k != "overhead"}
+        return cls(**{**d, "cpu_per_core_mean": tuple(d["cpu_per_core_mean"])})
+
+
+def _tree_cpu_s(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
+class UtilisationSampler:
+    """About 10 samples a second of CPU per core, tree RSS and (with NVML) GPU utilisation and memory."""
+
+    def __init__(self, gpu_index: int | None = None, interval_s: float = 0.1, pid: int | None = None) -> None:
+        self.interval_s = interval_s
+        self.root = psutil.Process(pid or os.getpid())
+        self.gpu_index = gpu_index
+        self.t: list[float] = []
+        self.cpu: list[list[float]] = []
+        self.rss: list[float] = []
+        self.gpu: list[float] = []
+        self.gpu_mem: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="autotune-util", daemon=True)
+        self._own_cpu = 0.0
+        self._nvml: Any = None
+        self._handle: Any = None
+
+    def start(self) -> None:
+        if self.gpu_index is not None:
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                self._nvml, self._handle = pynvml, pynvml.nvmlDeviceGetHandleByIndex(self.gpu_index)
+            except Exception:  # no NVML: GPU columns stay "n/a", the rest is sampled
+                self._nvml = None
+        self._procs_at_start = [self.root, *self.root.children(recursive=True)]
+        self._cpu0 = _tree_cpu_s(self._procs_at_start)
+        self._t0 = time.monotonic()
+        psutil.cpu_percent(percpu=True)  # primes the counters: the next call reports since now
+        self._thread.start()
+
+    def _run(self) -> None:
+        c0 = time.thread_time()
+        procs: list[psutil.Process] = []
+        k = 0
+        while not self._stop.wait(self.interval_s):
+            if k % 10 == 0:  # listing children scans all of /proc: once a second is enough for loader workers
+                procs = [self.root, *self.root.children(recursive=True)]
+            k += 1
+            self.t.append(time.monotonic() - self._t0)
+            self.cpu.append(psutil.cpu_percent(percpu=True))
+            rss = 0
+            for p in procs:
+                try:
+                    rss += p.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.rss.append(float(rss))
+            if self._nvml is not None:
+                self.gpu.append(float(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu))
+                self.gpu_mem.append(float(self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used))
+        self._own_cpu = time.thread_time() - c0
+
+    def stop(self) -> Utilisation:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        seconds = time.monotonic() - self._t0
+        procs = {p.pid: p for p in [*self._procs_at_start, self.root, *self.root.children(recursive=True)]}
+        tree_cpu = _tree_cpu_s(list(procs.values())) - self._cpu0
+        if self._nvml is not None:
+            self._nvml.nvmlShutdown()
+        n = len(self.cpu)
+        per_core = tuple(sum(c[i] for c in self.cpu) / n for i in range(len(self.cpu[0]))) if n else ()
+        return Utilisation(
+            interval_s=self.interval_s,
+            samples=n,
+            seconds=seconds,
+            cpu_per_core_mean=per_core,
+            cpu_total_mean=sum(per_core) / len(per_core) if per_core else 0.0,
+            rss_peak_bytes=int(max(self.rss, default=0)),
+            gpu_util_mean=sum(self.gpu) / len(self.gpu) if self.gpu else None,
+            gpu_mem_peak_bytes=int(max(self.gpu_mem)) if self.gpu_mem else None,
+            sampler_cpu_s=self._own_cpu,
+            tree_cpu_s=max(tree_cpu, 0.0),
+            series={
+                "t": self.t,
+                "cpu_total": [sum(c) / len(c) for c in self.cpu],
+                "rss": self.rss,
+                "gpu_util": self.gpu,
+            },
+        )

@@ -75,6 +75,7 @@ def drop(paths: Iterable[str | Path]) -> None:
         except OSError:
             continue
         try:
+            os.fdatasync(fd)  # dirty pages (a freshly written .npy) cannot be evicted until written back
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         except (OSError, AttributeError):
             pass  # not supported here: the files simply stay as they are, and the measured state says so

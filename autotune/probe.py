@@ -35,7 +35,7 @@ from autotune.dataset import (
     stage,
     stale_npy,
 )
-from autotune.machine import PeakMemorySampler, available_ram_bytes
+from autotune.machine import PeakMemorySampler, UtilisationSampler, available_ram_bytes
 from autotune.stats import IterStats, settle_window, summarize
 from autotune.timing import MEASURE, WARMUP, IterationRecorder
 
@@ -106,6 +106,7 @@ class ProbeResult:
     warnings: tuple[str, ...] = ()
     machine: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # profiling: utilisation, compute_only, py_spy
     autotune_version: str = __version__
     created: str = ""
     duration_s: float = 0.0
@@ -144,6 +145,7 @@ class ProbeResult:
             warnings=tuple(d.get("warnings", ())),
             machine=d.get("machine", {}),
             options=d.get("options", {}),
+            extras=d.get("extras", {}),
             autotune_version=d.get("autotune_version", ""),
             created=d.get("created", ""),
             duration_s=d.get("duration_s", 0.0),
@@ -335,6 +337,7 @@ def measure(
         sync=(lambda: torch.cuda.synchronize()) if cuda else (lambda: None),
     )
     eff: dict[str, Any] = {}
+    extras: dict[str, Any] = {}
     state: dict[str, Any] = {"trainer": None, "loader_procs": 0, "npy_dropped": False}
     cache_timer = _CacheTimer()
     undo_cache_timer = cache_timer.install()
@@ -375,9 +378,36 @@ def measure(
             recorder.step_end()
 
         trainer.optimizer_step = timed_step
+        state["original_step"] = original_step
+        original_preprocess = trainer.preprocess_batch
+
+        def keep_batch(batch: dict[str, Any]) -> dict[str, Any]:
+            state["last_batch"] = out = original_preprocess(batch)
+            return out
+
+        if options.compute_only_iters:
+            trainer.preprocess_batch = keep_batch
         if config.cache == "disk" and mode == "cold":  # the fresh .npy files sit in the page cache: evict them
             pagecache.drop(str(f) for f in ds.npy_files)
             state["npy_dropped"] = True
+
+    def start_profilers(trainer: Any) -> None:
+        if options.utilisation:
+            state["util"] = UtilisationSampler(gpu_index=int(config.device) if cuda else None)
+            state["util"].start()
+        if options.py_spy:
+            from autotune.pyspy import SpyRecorder
+
+            # the loader workers, or the main process where it loads the data itself (workers=0)
+            pids = _loader_worker_pids(trainer.train_loader) or [os.getpid()]
+            state["spy"] = SpyRecorder(pids, scratch / "py-spy")
+            state["spy"].start()
+
+    def stop_profilers() -> None:
+        if "util" in state:
+            extras["utilisation"] = state.pop("util").stop().to_dict()
+        if "spy" in state:
+            extras["py_spy"] = state.pop("spy").stop().to_dict()
 
     def want_forced_steps() -> bool:
         return recorder.phase == WARMUP and len(recorder.step_s) < recorder.step_discard + STEP_SAMPLES
@@ -402,12 +432,15 @@ def measure(
         phase = recorder.phase
         if before == WARMUP and not want_forced_steps():
             trainer.accumulate = eff["accumulate"]
+        if before == WARMUP and phase != WARMUP:
+            start_profilers(trainer)
         if phase == MEASURE:
             state["loader_procs"] = max(state["loader_procs"], _live_loader_workers(trainer.train_loader))
         last = recorder.last_total()
         todo = (options.warmup_max if recorder.warmup is None else recorder.warmup) + options.iters - recorder.n_seen
         heartbeat({"phase": phase, "iter": recorder.n_seen, "iter_s": last, "eta_s": max(todo, 0) * last})
         if recorder.done:
+            stop_profilers()
             raise _WindowFull
 
     model = YOLO(workload.model)
@@ -449,7 +482,14 @@ def measure(
             model.train(**train_args)
             status, reason = "crashed", "training ended before the measured window was full"
         except _WindowFull:
-            pass
+            if options.compute_only_iters and "last_batch" in state:
+                heartbeat({"phase": "compute-only"})
+                try:
+                    extras["compute_only"] = _compute_only(
+                        state["trainer"], state.pop("last_batch"), options.compute_only_iters, cuda
+                    )
+                except Exception as e:  # an OOM here is reported, the window's measurement stands
+                    extras["compute_only"] = {"error": _classify_exception(e)[1]}
         except Exception as e:  # classified, never swallowed: the status carries it to the caller
             status, reason = _classify_exception(e)
             traceback.print_exc()
@@ -564,6 +604,7 @@ def measure(
         },
         warnings=tuple(warnings),
         options=options.to_dict(),
+        extras=extras,
         created=_now(),
         duration_s=time.perf_counter() - t_start,
     )
@@ -616,9 +657,38 @@ def _mean_image_pixels(paths: tuple[str, ...] | list[str]) -> float:
 
 
 def _live_loader_workers(loader: Any) -> int:
+    return len(_loader_worker_pids(loader))
+
+
+def _loader_worker_pids(loader: Any) -> list[int]:
+    """Pids of the live worker processes of an Ultralytics InfiniteDataLoader (torch keeps them in _workers)."""
     it = getattr(loader, "iterator", None)
     workers = getattr(it, "_workers", None) or []
-    return sum(1 for w in workers if w.is_alive())
+    return [w.pid for w in workers if w.is_alive()]
+
+
+def _compute_only(trainer: Any, batch: dict[str, Any], iters: int, cuda: bool) -> dict[str, Any]:
+    """Forward + backward on one batch already on the device, as Ultralytics' loop runs them (same AMP, loss
+    scaling): the model side's ceiling, with no data loading at all. The optimizer step is not repeated here;
+    its cost, timed in the window, is added per iteration by the caller."""
+    import torch
+    from ultralytics.utils.torch_utils import autocast
+
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    model = trainer.model
+    model.train()
+    times = []
+    for i in range(iters + 1):  # the first pass is untimed: the window's last batch may differ in shape
+        sync()
+        t0 = time.perf_counter()
+        with autocast(trainer.amp, device=trainer.device.type):
+            loss, _ = model(batch)
+        trainer.scaler.scale(loss.sum()).backward()
+        sync()
+        if i:
+            times.append(time.perf_counter() - t0)
+        trainer.optimizer.zero_grad()  # keeps gradients from piling up; the real step is accounted apart
+    return {"iters": iters, "fwd_bwd_s": times, "batch": int(batch["img"].shape[0])}
 
 
 def _classify_exception(e: BaseException) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autotune.probe import ProbeResult
+from autotune.profiler import Profile, saturation
 
 STATUS_STYLE = {"ok": "bold green", "oom": "bold red", "over_limit": "bold red", "timeout": "bold yellow"}
 
@@ -147,4 +148,129 @@ def probe_view(r: ProbeResult) -> Group:
         parts.append(Text(f"warning: {w}", style="yellow"))
     if r.log_path:
         parts.append(Text(f"log: {r.log_path}", style="dim"))
+    return Group(*parts)
+
+
+def profile_view(p: Profile, written: list[str]) -> Group:
+    """Verdict first, then the three ceilings, worker scaling, cache bench, utilisation and py-spy."""
+    parts: list[Any] = []
+    d = p.diagnosis
+    if d is None:
+        parts.append(
+            Text(f"no verdict: the end-to-end probe ended {p.probe.status}: {p.probe.reason}", style="bold red")
+        )
+    else:
+        style = {"data-bound": "bold yellow", "compute-bound": "bold green"}.get(d.verdict, "bold cyan")
+        head = Text()
+        head.append(d.verdict, style=style)
+        head.append(f": {d.reason}")
+        parts.append(head)
+        t = _kv("Throughput ceilings (images/s)")
+        t.add_row("end to end", f"[bold]{d.end_to_end_ips:.1f}[/bold]  (data stall {d.stall_fraction:.1%})")
+        t.add_row(
+            "loader only",
+            "n/a"
+            if d.loader_ips is None
+            else f"{d.loader_ips:.1f}  (headroom {d.loader_headroom:.2f}x, {p.config['workers']} workers, no model)",
+        )
+        t.add_row(
+            "compute only",
+            "n/a"
+            if d.compute_ips is None
+            else f"{d.compute_ips:.1f}  (headroom {d.compute_headroom:.2f}x, batch already on the device)",
+        )
+        parts.append(t)
+
+    if p.scaling:
+        t = Table(title="Loader-only worker scaling", title_justify="left", box=None, padding=(0, 2))
+        t.add_column("workers", justify="right")
+        t.add_column("images/s", justify="right")
+        t.add_column("")
+        for s in p.scaling:
+            t.add_row(str(s.workers), f"{s.images_per_s:.1f}" if s.images_per_s else "-", s.reason or s.status)
+        parts.append(t)
+        sat = saturation(p.scaling)
+        if sat is not None:
+            parts.append(Text(f"saturates at {sat} workers (within 10% of the best loader-only rate)", style="dim"))
+
+    if p.cache:
+        c = p.cache
+        t = Table(
+            title=f"Image access, one worker, imgsz {c.imgsz} ({c.sample_images} images)",
+            title_justify="left",
+            box=None,
+            padding=(0, 2),
+        )
+        t.add_column("cache")
+        t.add_column("state")
+        t.add_column("ms/image", justify="right")
+        t.add_column("images/s", justify="right")
+        for r in c.reads:
+            t.add_row(r.mode, r.state, f"{r.per_image_s * 1000:.2f}", f"{r.images_per_s:,.0f}")
+        parts.append(t)
+        t = Table(title="One-time cache cost, whole dataset", title_justify="left", box=None, padding=(0, 2))
+        for col in ("cache", "build", "size", "available", "fits", "pays off after"):
+            t.add_column(col)
+        advice = {a.mode: a for a in p.cache_advice}
+        for b in c.builds:
+            a = advice.get(b.mode)
+            pays = (
+                "n/a"
+                if a is None
+                else ("never" if a.break_even_epochs is None else f"{a.break_even_epochs:.1f} epochs")
+            )
+            t.add_row(
+                b.mode,
+                fmt_s(b.full_s),
+                fmt_bytes(b.full_bytes),
+                fmt_bytes(b.available_bytes),
+                "yes" if b.fits else "[red]no[/red]",
+                pays,
+            )
+        parts.append(t)
+        parts.append(
+            Text(
+                "pays off after: one-time build / (read time saved per image x training images), "
+                "if the loader is what limits the run",
+                style="dim",
+            )
+        )
+        if p.page_cache_note:
+            parts.append(Text(p.page_cache_note, style="dim"))
+    elif p.cache_error:
+        parts.append(Text(f"cache bench failed: {p.cache_error}", style="red"))
+
+    util = p.probe.extras.get("utilisation")
+    if util:
+        t = _kv("Utilisation during the window")
+        cores = ", ".join(f"{c:.0f}%" for c in util["cpu_per_core_mean"])
+        t.add_row("CPU per core", f"{cores}  (mean {util['cpu_total_mean']:.0f}%)")
+        t.add_row("RSS peak (tree)", fmt_bytes(util["rss_peak_bytes"]))
+        gpu = util.get("gpu_util_mean")
+        t.add_row("GPU", "n/a" if gpu is None else f"{gpu:.0f}% busy, {fmt_bytes(util.get('gpu_mem_peak_bytes'))}")
+        t.add_row(
+            "sampler cost",
+            f"{util['sampler_cpu_s']:.2f} CPU s of {util['tree_cpu_s']:.1f} ({util['overhead']:.1%}, "
+            f"{util['samples']} samples)",
+        )
+        parts.append(t)
+
+    spy = p.probe.extras.get("py_spy")
+    if spy:
+        if not spy.get("available") or not spy.get("top"):
+            parts.append(Text(f"py-spy: {spy.get('message') or 'no samples recorded'}", style="yellow"))
+        else:
+            t = Table(title="Loader workers: top functions by own time (py-spy)", title_justify="left", box=None)
+            t.add_column("share", justify="right")
+            t.add_column("function")
+            t.add_column("where", style="dim")
+            for f in spy["top"]:
+                t.add_row(f"{f['share']:.0%}", f["function"], f["location"])
+            parts.append(t)
+    for n in p.notes:
+        parts.append(Text(f"note: {n}", style="dim"))
+    for w in p.probe.warnings:
+        parts.append(Text(f"warning: {w}", style="yellow"))
+    if written:
+        parts.append(Text(f"written: {', '.join(written)}", style="dim"))
     return Group(*parts)
