@@ -18,6 +18,8 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import NormalDist
@@ -74,6 +76,8 @@ def _split_sizes(spec: DemoSpec) -> tuple[int, int]:
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int):
             raise UserError(f"Demo dataset {name} must be an integer, got {value!r}.")
+    if spec.seed < 0:
+        raise UserError(f"Demo dataset seed must be zero or positive, got {spec.seed}.")
     if spec.images < 2:
         raise UserError(f"Demo dataset needs at least 2 images (one train, one val), got {spec.images}.")
     if spec.width < 32 or spec.height < 32:
@@ -166,13 +170,34 @@ def _noise(rng: np.random.Generator, h: int, w: int, cell: float, channels: int 
 
 
 def _fractal(rng: np.random.Generator, h: int, w: int, cell: float, octaves: int, gain: float = 0.55) -> np.ndarray:
-    """Multi-octave value noise: ``octaves`` layers, each half the feature size and ``gain`` the amplitude."""
-    out = _noise(rng, h, w, cell)
+    """Multi-octave value noise: ``octaves`` layers, each half the feature size and ``gain`` the amplitude.
+
+    Octaves with features of 16 px or more are summed at quarter resolution and upscaled once (linear is
+    smooth enough at that ratio): most of the cost of an octave is its full-resolution resize.
+    """
+    lh, lw = max(2, -(-h // 4)), max(2, -(-w // 4))
+    low: np.ndarray | None = None
+    out: np.ndarray | None = None
     amp = 1.0
-    for _ in range(octaves - 1):
+    for _ in range(octaves):
+        coarse = cell >= 16.0
+        layer = _noise(rng, lh, lw, cell / 4.0) if coarse else _noise(rng, h, w, cell)
+        acc = low if coarse else out
+        if acc is None:
+            layer *= np.float32(amp)
+            acc = layer
+        else:
+            cv2.scaleAdd(layer, amp, acc, dst=acc)
+        if coarse:
+            low = acc
+        else:
+            out = acc
         cell /= 2.0
         amp *= gain
-        cv2.scaleAdd(_noise(rng, h, w, cell), amp, out, dst=out)
+    if low is not None:
+        up = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
+        out = up if out is None else cv2.add(out, up)
+    assert out is not None
     return out
 
 
@@ -190,6 +215,11 @@ def _pick(rng: np.random.Generator, palette: Sequence[Color]) -> Color:
     return palette[int(rng.integers(len(palette)))]
 
 
+def _scale(roi: np.ndarray, factor: np.ndarray) -> None:
+    """Multiply a uint8 BGR image region in place by a float32 (h, w) factor map, saturating at 255."""
+    cv2.multiply(roi, cv2.merge((factor, factor, factor)), dst=roi, dtype=cv2.CV_8U)
+
+
 def _texture_roi(
     img: np.ndarray, rng: np.random.Generator, x0: int, y0: int, x1: int, y1: int, cell: float, amount: float
 ) -> None:
@@ -198,9 +228,10 @@ def _texture_roi(
     x0, x1, y0, y1 = max(0, x0), min(w, x1), max(0, y0), min(h, y1)
     if x1 - x0 < 2 or y1 - y0 < 2:
         return
-    roi = img[y0:y1, x0:x1]
-    tex = 1.0 + np.float32(amount) * _fractal(rng, y1 - y0, x1 - x0, cell, 2)
-    roi *= tex[..., None]
+    tex = _fractal(rng, y1 - y0, x1 - x0, cell, 2)
+    tex *= np.float32(amount)
+    tex += np.float32(1.0)
+    _scale(img[y0:y1, x0:x1], tex)
 
 
 # Palettes, BGR.
@@ -252,7 +283,7 @@ _VEST: tuple[Color, ...] = ((10, 110, 250), (40, 240, 200), (30, 200, 230), (20,
 
 
 class _Canvas:
-    """Paints on the float image and, in parallel, on an id map that says which labelled part owns each
+    """Paints on the uint8 BGR image and, in parallel, on an id map that says which labelled part owns each
     pixel (0 = background or unlabelled prop). Tracks each id's extent for its bounding box."""
 
     def __init__(self, img: np.ndarray, ids: np.ndarray) -> None:
@@ -310,10 +341,11 @@ class _Canvas:
 
 
 def _background(rng: np.random.Generator, w: int, h: int, horizon: int, s: float) -> np.ndarray:
-    """Sky gradient with clouds above ``horizon``, textured gravel/dirt ground below; float32 BGR.
+    """Sky gradient with clouds above ``horizon``, textured gravel/dirt ground below; uint8 BGR.
 
-    Built one colour plane at a time and merged once: numpy broadcasting into (h, w, 3) is several times
-    slower than single-channel maths plus cv2.merge.
+    Built one colour plane at a time in float32 and merged once as uint8: numpy broadcasting into
+    (h, w, 3) is several times slower than single-channel maths, and uint8 halves the memory traffic of
+    everything after.
     """
     top = np.array(_jitter(rng, _pick(rng, _SKY_TOPS), 12), np.float32)
     low = np.array(_jitter(rng, _pick(rng, _SKY_LOW), 10), np.float32)
@@ -326,8 +358,10 @@ def _background(rng: np.random.Generator, w: int, h: int, horizon: int, s: float
     ground_col = far * (1 - t) + near * t  # (gh, 3)
 
     # Clouds: thresholded low-frequency noise blended toward a light grey.
-    cloud = _fractal(rng, horizon, w, 260 * s, 4, 0.5)
-    cover = np.clip((cloud - np.float32(rng.uniform(-0.2, 0.6))) * 1.5, 0.0, 0.9)
+    cover = _fractal(rng, horizon, w, 260 * s, 4, 0.5)
+    cover -= np.float32(rng.uniform(-0.2, 0.6))
+    cover *= np.float32(1.5)
+    np.clip(cover, 0.0, 0.9, out=cover)
     grey = rng.uniform(200, 250)
     cloud_col = _jitter(rng, (grey, grey, grey * 0.98), 4)
 
@@ -335,26 +369,36 @@ def _background(rng: np.random.Generator, w: int, h: int, horizon: int, s: float
     # 1-2 px grit (the costliest texture to encode, like real gravel) and darker tyre tracks.
     depth = np.linspace(0.3, 1.0, gh, dtype=np.float32)[:, None]  # 0.3 at the horizon, 1 at the bottom
     tex = _fractal(rng, gh, w, 220 * s, 3, 0.5)
-    tex *= 0.22
-    tex += 1.0
+    tex *= np.float32(0.22)
+    tex += np.float32(1.0)
     pebbles = _noise(rng, gh, w, 9 * s)
-    tex += depth * (0.10 * pebbles + 0.35 * np.clip(pebbles - 0.55, 0.0, 1.0))
+    bumps = pebbles - np.float32(0.55)  # the tops of the pebble field become distinct light stones
+    np.clip(bumps, 0.0, 1.0, out=bumps)
+    bumps *= np.float32(0.35)
+    pebbles *= np.float32(0.10)
+    pebbles += bumps
+    pebbles *= depth
+    tex += pebbles
     cv2.scaleAdd(_noise(rng, gh, w, 3.5 * s), 0.10, tex, dst=tex)
-    tex += (0.16 - 0.06 * depth) * _noise(rng, gh, w, 1.4)
+    grit = _noise(rng, gh, w, 1.4)
+    grit *= np.float32(0.16) - np.float32(0.06) * depth  # grit contrast fades a little with distance
+    tex += grit
     if rng.random() < 0.6:
         tracks = np.zeros((gh, w), np.float32)
         for _ in range(int(rng.integers(1, 4))):
             _tyre_tracks(tracks, rng, w, gh)
-        tex *= 1.0 - 0.22 * tracks
+        tracks *= np.float32(-0.22)
+        tracks += np.float32(1.0)
+        tex *= tracks
 
+    plane = np.empty((h, w), np.float32)
     planes = []
     for c in range(3):
-        plane = np.empty((h, w), np.float32)
         sky = plane[:horizon]
-        np.multiply(cover, cloud_col[c] - sky_col[:, c : c + 1], out=sky)
+        np.multiply(cover, np.float32(cloud_col[c]) - sky_col[:, c : c + 1], out=sky)
         sky += sky_col[:, c : c + 1]
         np.multiply(tex, ground_col[:, c : c + 1], out=plane[horizon:])
-        planes.append(plane)
+        planes.append(cv2.convertScaleAbs(plane))  # saturating float -> uint8 (values are >= 0)
     return cv2.merge(planes)
 
 
@@ -394,19 +438,23 @@ def _shadow(img: np.ndarray, fx: float, fy: float, length: float, width: float, 
         -1,
     )
     m = cv2.GaussianBlur(m, (0, 0), max(0.7, width * 0.4))[ya - y0 : yb - y0, xa - x0 : xb - x0]
-    img[ya:yb, xa:xb] *= (1.0 - m)[..., None]
+    _scale(img[ya:yb, xa:xb], np.float32(1.0) - m)
 
 
-def _scatter_rocks(cv: _Canvas, rng: np.random.Generator, w: int, h: int, horizon: int, s: float) -> None:
-    """Stones and debris on the ground, smaller toward the horizon (no labels)."""
+def _scatter_rocks(img: np.ndarray, rng: np.random.Generator, horizon: int, s: float) -> None:
+    """Stones and debris on the ground, smaller toward the horizon (no labels, drawn straight on the image)."""
+    h, w = img.shape[:2]
     n = int(rng.integers(20, 120))
     ys = horizon + (h - horizon) * rng.random(n) ** 0.7
     xs = rng.random(n) * w
-    for x, y in zip(xs, ys, strict=True):
-        size = (y - horizon) / max(1, h - horizon) * rng.uniform(3, 14) * s + 1
-        shade = rng.uniform(50, 190)
-        rock = _jitter(rng, (shade * 0.95, shade, shade * 1.05), 6)
-        cv.ellipse((x, y), (size, size * rng.uniform(0.4, 0.8)), rock, 0, angle=int(rng.integers(0, 180)))
+    radii = (ys - horizon) / max(1, h - horizon) * rng.uniform(3, 14, n) * s + 1  # pixels
+    flat = rng.uniform(0.4, 0.8, n)  # seen from above at an angle: ellipses
+    angles = rng.integers(0, 180, n)
+    shades = rng.uniform(50, 190, n)[:, None] * np.array([0.95, 1.0, 1.05]) + rng.normal(0, 6, (n, 3))
+    colours = np.clip(shades, 0, 255).tolist()
+    for i in range(n):
+        axes = (max(1, round(radii[i])), max(1, round(radii[i] * flat[i])))
+        cv2.ellipse(img, (round(xs[i]), round(ys[i])), axes, int(angles[i]), 0, 360, colours[i], -1)
 
 
 def _skyline(cv: _Canvas, rng: np.random.Generator, w: int, h: int, horizon: int, s: float) -> None:
@@ -429,9 +477,8 @@ def _skyline(cv: _Canvas, rng: np.random.Generator, w: int, h: int, horizon: int
             ry = (np.arange(ya, yb) - y0) % floor < floor * rng.uniform(0.4, 0.7)
             rx = (np.arange(xa, xb) - x0) % bay < bay * rng.uniform(0.45, 0.8)
             mask = ry[:, None] & rx[None, :]
-            glass = np.array(_jitter(rng, _pick(rng, _GLASS), 15), np.float32)
-            roi = img[ya:yb, xa:xb]
-            roi[mask] = glass
+            glass = np.round(_jitter(rng, _pick(rng, _GLASS), 15)).astype(np.uint8)
+            img[ya:yb, xa:xb][mask] = glass
             _texture_roi(img, rng, xa, ya, xb, yb, 30 * s, 0.12)
         if rng.random() < 0.45:  # scaffolding: steel tubes and braces in front of the facade
             tube = _jitter(rng, (150, 150, 155) if rng.random() < 0.7 else (40, 120, 200), 15)
@@ -445,8 +492,9 @@ def _skyline(cv: _Canvas, rng: np.random.Generator, w: int, h: int, horizon: int
                 cv.line((x0, y), (x0 + step_x, y - step_y), tube, t * 0.8, 0)
             if rng.random() < 0.5:  # green safety netting, semi-transparent
                 roi = img[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)]
-                roi *= 0.55
-                roi += 0.45 * np.array(_jitter(rng, (60, 120, 50), 15), np.float32)
+                if roi.size:
+                    net = np.full_like(roi, np.round(_jitter(rng, (60, 120, 50), 15)).astype(np.uint8))
+                    cv2.addWeighted(roi, 0.55, net, 0.45, 0.0, dst=roi)
     for _ in range(int(rng.random() < 0.35) + int(rng.random() < 0.1)):  # tower cranes
         steel = _jitter(rng, (30, 170, 220) if rng.random() < 0.6 else (200, 200, 200), 15)
         mx = rng.uniform(0.05, 0.95) * w
@@ -472,7 +520,7 @@ def _skyline(cv: _Canvas, rng: np.random.Generator, w: int, h: int, horizon: int
         )
 
 
-def _prop(cv: _Canvas, rng: np.random.Generator, kind: str, fx: float, fy: float, unit: float, s: float) -> None:
+def _prop(cv: _Canvas, rng: np.random.Generator, kind: str, fx: float, fy: float, unit: float) -> None:
     """An unlabelled ground object standing at (fx, fy); ``unit`` = pixels per metre at that depth."""
     img = cv.img
     if kind == "container":
@@ -489,8 +537,11 @@ def _prop(cv: _Canvas, rng: np.random.Generator, kind: str, fx: float, fy: float
         if xb - xa > 2 and yb - ya > 2:
             period = max(2.0, 0.25 * unit)  # corrugation: vertical ridges every ~25 cm
             ridge = 1.0 + 0.15 * np.sin((np.arange(xa, xb, dtype=np.float32) - x0) * (2 * np.pi / period))
-            img[ya:yb, xa:xb] *= ridge[None, :, None]
-            _texture_roi(img, rng, xa, ya, xb, yb, 0.8 * unit, 0.15)  # rust and dirt
+            tex = _fractal(rng, yb - ya, xb - xa, 0.8 * unit, 2)  # rust and dirt
+            tex *= np.float32(0.15)
+            tex += np.float32(1.0)
+            tex *= ridge.astype(np.float32)[None, :]
+            _scale(img[ya:yb, xa:xb], tex)
     elif kind == "cone":
         ch, cw = 0.7 * unit, 0.35 * unit
         orange = _jitter(rng, (20, 90, 240), 12)
@@ -542,7 +593,7 @@ def _person(
     """A standing / walking worker whose feet are at (fx, fy) and who is ``ph`` pixels tall.
 
     Ids: ``pid`` body, ``pid + 1`` helmet, ``pid + 2`` vest. Proportions roughly follow an adult figure:
-    head 1/8 of the height, shoulders at 0.82, hips at 0.52.
+    head about 1/8 of the height, shoulders at 0.82, hips at 0.50 of it.
     """
     u = ph
     face = rng.uniform(0.55, 1.0)  # 1 = facing the camera, smaller = turned sideways (narrower silhouette)
@@ -666,7 +717,7 @@ def render_frame(spec: DemoSpec, index: int) -> tuple[np.ndarray, list[Box]]:
     img = _background(rng, w, h, horizon, s)
     ids = np.zeros((h, w), np.int16)
     cv = _Canvas(img, ids)
-    _scatter_rocks(cv, rng, w, h, horizon, s)
+    _scatter_rocks(img, rng, horizon, s)
     _skyline(cv, rng, w, h, horizon, s)
 
     # Objects standing on the ground, painted far to near so nearer ones occlude.
@@ -696,7 +747,7 @@ def render_frame(spec: DemoSpec, index: int) -> tuple[np.ndarray, list[Box]]:
         reach = unit * (0.3 + 0.6 * abs(sun))  # half length of the shadow ellipse, pixels
         _shadow(img, fx + np.sign(sun) * reach * 0.8, fy, reach, unit * 0.18, shadow)
         if kind != "person":
-            _prop(cv, rng, kind, fx, fy, unit, s)
+            _prop(cv, rng, kind, fx, fy, unit)
             continue
         helmet, vest = rng.random() < 0.7, rng.random() < 0.6
         _person(cv, rng, fx, fy, unit * rng.uniform(1.6, 1.9), pid, helmet, vest)
@@ -713,8 +764,7 @@ def render_frame(spec: DemoSpec, index: int) -> tuple[np.ndarray, list[Box]]:
             xs = (np.arange(x0, x1, dtype=np.float32) - np.float32(fx)) / np.float32(half)
             profile = np.clip(1.0 - 0.35 * xs * xs + 0.12 * sun * xs, 0.5, 1.15)
             figure = (roi_ids >= pid) & (roi_ids <= pid + 2)
-            roi = img[y0:y1, x0:x1]
-            roi[figure] *= np.broadcast_to(profile, figure.shape)[figure][:, None]
+            _scale(img[y0:y1, x0:x1], np.where(figure, profile[None, :], np.float32(1.0)).astype(np.float32))
         pid += 3
 
     visible = np.bincount(ids.ravel(), minlength=pid) if people else np.zeros(1, np.int64)
@@ -749,17 +799,17 @@ def render_frame(spec: DemoSpec, index: int) -> tuple[np.ndarray, list[Box]]:
 def _finish(rng: np.random.Generator, img: np.ndarray, s: float) -> np.ndarray:
     """Camera look: material texture, uneven light with vignette, white balance, lens blur, sensor grain.
 
-    Returns the uint8 frame. Per-pixel factors are computed on one channel and applied with one
-    same-shape multiply (see _background for why).
+    Per-pixel brightness is computed on one float channel, then applied to the uint8 frame as a
+    fixed-point (x/128) multiply that also carries the per-channel exposure / white-balance gains.
     """
     h, w = img.shape[:2]
-    # Brightness map: fine material texture (cloth, concrete, paint), uneven light, vignette, exposure.
+    # Brightness map: fine material texture (cloth, concrete, paint), uneven light, vignette.
     lum = _fractal(rng, h, w, 10 * s, 2, 0.6)
-    lum *= 0.06
-    lum += 1.0
+    lum *= np.float32(0.06)
+    lum += np.float32(1.0)
     light = _noise(rng, h, w, 0.35 * h)
-    light *= 0.12
-    light += 1.0
+    light *= np.float32(0.12)
+    light += np.float32(1.0)
     lum *= light
     ry = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None] ** 2
     rx = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :] ** 2
@@ -768,8 +818,8 @@ def _finish(rng: np.random.Generator, img: np.ndarray, s: float) -> np.ndarray:
     vignette += np.float32(1.0)
     lum *= vignette
     gains = rng.uniform(0.75, 1.15) * (1.0 + rng.normal(0.0, 0.04, 3))  # exposure x white balance
-    img = cv2.multiply(img, cv2.merge([lum * np.float32(g) for g in gains]))
-    out = cv2.convertScaleAbs(img)  # saturating float -> uint8 (all values are >= 0 here)
+    factor = cv2.merge([cv2.convertScaleAbs(lum, alpha=128.0 * g) for g in gains])  # 128 = x1.0
+    out = cv2.multiply(img, factor, scale=1.0 / 128.0)
     out = cv2.GaussianBlur(out, (5, 5), rng.uniform(0.6, 1.1) * max(s, 0.5))  # lens softness
     # Sensor grain (0..255 units): per-pixel luminance noise shared by the 3 channels, plus weaker,
     # blotchier chroma noise at half resolution, as demosaicing produces.
@@ -825,17 +875,12 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # one process per core already; OpenCV threads would only oversubscribe
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """Worker start method: fork on Linux, the platform default elsewhere (spawn on macOS / Windows).
-
-    Spawn re-runs the caller's main script in every worker; a script without an ``if __name__ ==
-    "__main__"`` guard then makes Pool respawn failing workers forever, and ``python - < script`` cannot
-    be re-run at all. Forked workers only use numpy and OpenCV (set to one thread in _worker_init), never
-    torch or CUDA state the parent may hold.
-    """
-    if sys.platform.startswith("linux"):
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context()
+def _spawn_can_start() -> bool:
+    """False when spawned workers could not re-import the caller's main script (``python - < file``)."""
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    by_name = getattr(getattr(main, "__spec__", None), "name", None)
+    return by_name is not None or main_file is None or os.path.isfile(main_file)
 
 
 def _read_marker(path: Path) -> dict:
@@ -868,6 +913,10 @@ def write_demo_dataset(
     a demo dataset. ``progress(done, total)`` is called in this process as frames finish, where ``total``
     counts the frames rendered by this call. ``processes`` defaults to the CPU count.
     """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # We are a spawned worker re-running an unguarded caller script: generating here would race the
+        # parent. Failing makes the parent's pool report BrokenProcessPool, turned into a clear UserError.
+        raise RuntimeError("write_demo_dataset called while a worker process imports the main script")
     n_train, n_val = _split_sizes(spec)
     if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
         raise UserError(f"Demo dataset processes must be a positive integer, got {processes!r}.")
@@ -909,6 +958,8 @@ def write_demo_dataset(
 
     jobs = [(spec, str(root), i, n_train) for i in missing]
     workers = min(processes or os.cpu_count() or 1, len(jobs))
+    if not _spawn_can_start():
+        workers = 1
     done = 0
     if workers <= 1:
         for job in jobs:
@@ -917,12 +968,22 @@ def write_demo_dataset(
             if progress is not None:
                 progress(done, len(jobs))
     elif jobs:
-        chunk = max(1, min(8, len(jobs) // (workers * 4)))
-        with _pool_context().Pool(workers, initializer=_worker_init) as pool:
-            for _ in pool.imap_unordered(_generate_one, jobs, chunksize=chunk):
-                done += 1
-                if progress is not None:
-                    progress(done, len(jobs))
+        chunk = max(1, min(8, len(jobs) // (workers * 4)))  # small chunks: smooth progress, balanced load
+        # Spawned, not forked, workers: a forked child inherits the parent's OpenCV thread pool half-alive
+        # and hangs in it. ProcessPoolExecutor (not Pool) so that workers dying at start-up, e.g. because
+        # the calling script lacks an `if __name__ == "__main__":` guard, fail fast instead of respawning.
+        ctx = multiprocessing.get_context("spawn")
+        try:
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+                for _ in pool.map(_generate_one, jobs, chunksize=chunk):
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(jobs))
+        except BrokenProcessPool as exc:
+            raise UserError(
+                "Demo dataset worker processes died; if a script calls write_demo_dataset, put the call "
+                "under `if __name__ == '__main__':`, or pass processes=1."
+            ) from exc
 
     _atomic_write(data_yaml, yaml_text.encode())
     _atomic_write(marker_path, json.dumps({**wanted, "complete": True}, indent=2).encode())  # written last

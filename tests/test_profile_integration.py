@@ -35,7 +35,8 @@ def test_profile_on_a_tiny_workload(tiny_demo, tmp_path):
     assert disk_build.full_bytes > disk_build.sample_bytes  # extrapolated to train + val
     assert disk_build.full_images == 120  # the tiny demo: 96 train + 24 val
     util = p.probe.extras["utilisation"]
-    assert util["samples"] > 5 and util["gpu_util_mean"] is None
+    assert util["samples"] >= max(1, 0.5 * util["seconds"] / util["interval_s"])  # ~10 a second
+    assert util["gpu_util_mean"] is None
     written = save(p, tmp_path / "report")
     assert {f.name for f in written} == {"profile.json", "iterations.png", "workers.png", "cache.png"}
     assert all(f.stat().st_size > 1000 for f in written)
