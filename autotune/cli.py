@@ -241,6 +241,127 @@ def profile(
         raise typer.Exit(1)
 
 
+@app.command()
+@user_errors
+def search(
+    budget: Annotated[str, typer.Option(help="wall-clock budget for everything, e.g. 20min, 90s, 1h")] = "20min",
+    data: DataOpt = None,
+    model: ModelOpt = "yolo11n.yaml",
+    device: DeviceOpt = None,
+    batch: Annotated[str | None, typer.Option(help="batch range or list, e.g. 8-64 or 8,16,32")] = None,
+    workers: Annotated[str | None, typer.Option(help="workers range or list; default 0..min(cores, 16)")] = None,
+    imgsz: Annotated[str | None, typer.Option(help="image sizes, e.g. 416,512,640 (multiples of 32)")] = None,
+    cache: Annotated[str | None, typer.Option(help="cache modes to try; default none,disk,ram")] = None,
+    epochs: EpochsOpt = 100,
+    vram_limit: Annotated[
+        str | None, typer.Option("--vram-limit", help="memory limit: 0.9 (fraction) or 20GiB; RAM on a CPU")
+    ] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="reference config, e.g. batch=16,workers=8,imgsz=640,cache=none")
+    ] = None,
+    target_epoch: Annotated[
+        str | None, typer.Option(help="pick the largest image size whose epoch fits, e.g. 30min")
+    ] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL; default an SQLite file")] = None,
+    study: Annotated[str | None, typer.Option(help="study name; default derived from workload, machine, space")] = None,
+    seed: Annotated[int, typer.Option(help="sampler seed")] = 0,
+    fresh: Annotated[bool, typer.Option(help="start a new study instead of resuming")] = False,
+    iters: Annotated[
+        int | None, typer.Option(help="measured iterations per probe; default 10 on CPU, 20 on GPU")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the fastest batch, workers, imgsz and cache under the memory limit, within the budget."""
+    import shutil
+    import time
+
+    import psutil
+    from rich.live import Live
+
+    from autotune import profiles
+    from autotune.config import Workload, parse_duration, resolve_model
+    from autotune.demo import cache_root
+    from autotune.machine import default_device, fingerprint
+    from autotune.probe import probe as run_probe
+    from autotune.render import SearchProgress, search_view
+    from autotune.search import Search, check_space_not_empty, make_plan, open_storage, outcome_to_dict
+
+    budget_s = parse_duration(budget)
+    target_s = parse_duration(target_epoch) if target_epoch else None
+    if epochs < 1:
+        raise UserError(f"epochs must be >= 1, got {epochs}")
+    if iters is not None and iters < 1:
+        raise UserError(f"iters must be >= 1, got {iters}")
+    device = device if device is not None else default_device()
+    if device != "cpu" and not device.isdigit():
+        raise UserError(f"device must be 'cpu' or a CUDA index such as '0', got {device!r}")
+    workload = Workload(data=_data_yaml(data), model=resolve_model(model), epochs=epochs)
+    machine = fingerprint()
+    plan = make_plan(
+        workload,
+        device,
+        budget_s,
+        batch,
+        workers,
+        imgsz,
+        cache,
+        vram_limit,
+        baseline,
+        target_s,
+        storage,
+        study,
+        seed,
+        fresh,
+        machine,
+        iters,
+    )
+    ram, disk = psutil.virtual_memory().available, shutil.disk_usage(Path(workload.data).parent).free
+    check_space_not_empty(plan, ram, disk)
+    store = open_storage(plan.settings.storage)
+    for note in plan.notes:
+        err.print(f"[dim]{note}[/dim]")
+    err.print(f"[dim]space: {plan.space.describe()}; study {plan.settings.study}[/dim]")
+    view = SearchProgress(budget_s, time.monotonic, plan.n_train)
+    runner = Search(
+        plan.settings,
+        plan.space,
+        workload,
+        machine,
+        plan.dataset,
+        plan.n_train,
+        probe_fn=lambda c, w, o, cb: run_probe(c, w, o, on_progress=cb),
+        storage=store,
+        ram_available=ram,
+        disk_free=disk,
+        lock_path=cache_root() / "probe.lock",
+        on_event=view.event,
+    )
+    with Live(view, console=err, refresh_per_second=2, transient=True):
+        outcome = runner.run()
+    profile_path = None
+    if outcome.winner is not None:
+        w = outcome.winner
+        config = plan.settings.baseline.with_(**{k: w.config[k] for k in ("batch", "workers", "imgsz", "cache")})
+        meta = {
+            "study": outcome.study,
+            "storage": outcome.storage,
+            "trial": w.number,
+            "images_per_s": w.images_per_s,
+            "epoch_s": w.epoch_s,
+            "n_train": plan.n_train,
+            "machine_summary": machine.summary(),
+            "machine": machine.to_dict(),
+            "pick": outcome.pick_reason,
+        }
+        profile_path = str(profiles.write(Path("profiles") / f"{outcome.study}.yaml", config, workload, meta))
+    if as_json:
+        print(json.dumps({**outcome_to_dict(outcome), "profile": profile_path}))
+    else:
+        Console().print(search_view(outcome, profile_path))
+    if outcome.winner is None:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

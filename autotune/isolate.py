@@ -37,7 +37,7 @@ class TimeoutPolicy:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # ok (the target returned) | crashed | timeout | oom
+    status: str  # ok (the target returned) | crashed | timeout | oom | pruned (stopped by on_progress)
     result: dict[str, Any] | None
     reason: str
     returncode: int | None
@@ -136,12 +136,14 @@ def run_isolated(
             beats, offset = _read_beats(beats_path, offset)
             now = time.monotonic()
             for beat in beats:
-                if on_progress:
-                    on_progress(beat)
+                if on_progress and on_progress(beat):  # the caller wants it stopped (a search pruning it)
+                    why = "pruned"
                 if "eta_s" in beat:
                     allowed = max(policy.stall_floor_s, policy.eta_factor * float(beat["eta_s"])) + policy.slack_s
                     deadline = now + allowed
-            if hard is not None and now > hard:
+            if why:
+                pass
+            elif hard is not None and now > hard:
                 why = f"ran past the hard limit of {policy.hard_s:.0f} s"
             elif now > deadline:
                 why = f"no progress within its predicted time ({now - t0:.0f} s elapsed)"
@@ -160,6 +162,8 @@ def run_isolated(
     def outcome(status: str, result: dict[str, Any] | None, reason: str) -> Outcome:
         return Outcome(status, result, reason, returncode, duration, str(log_path), leftovers, oom)
 
+    if killed_by_us and why == "pruned":
+        return outcome("pruned", None, "stopped by the caller")
     if killed_by_us:
         return outcome("timeout", None, f"timeout: the probe {why}; killed with its loader workers")
     if result_path.exists():

@@ -39,7 +39,7 @@ from autotune.machine import PeakMemorySampler, UtilisationSampler, available_ra
 from autotune.stats import IterStats, settle_window, summarize
 from autotune.timing import MEASURE, WARMUP, IterationRecorder
 
-STATUSES = ("ok", "oom", "over_limit", "timeout", "crashed", "infeasible")
+STATUSES = ("ok", "oom", "over_limit", "timeout", "crashed", "infeasible", "pruned")  # pruned: stopped by a search
 
 Heartbeat = Callable[[dict[str, Any]], None]
 STEP_SAMPLES = 3  # steady optimizer steps timed in the warm-up (MuSGD's step is seconds on a CPU: keep it few)
@@ -438,7 +438,15 @@ def measure(
             state["loader_procs"] = max(state["loader_procs"], _live_loader_workers(trainer.train_loader))
         last = recorder.last_total()
         todo = (options.warmup_max if recorder.warmup is None else recorder.warmup) + options.iters - recorder.n_seen
-        heartbeat({"phase": phase, "iter": recorder.n_seen, "iter_s": last, "eta_s": max(todo, 0) * last})
+        beat = {"phase": phase, "iter": recorder.n_seen, "iter_s": last, "eta_s": max(todo, 0) * last}
+        if recorder.warmup is not None:  # the window so far: lets a search prune a clearly slower trial early
+            waits, computes = recorder.window_times()
+            if computes:
+                steps = sum(
+                    s for s, i in zip(recorder.step_s, recorder.step_iters, strict=True) if i >= recorder.warmup
+                )
+                beat.update(measured=len(computes), window_s=(sum(waits) + sum(computes) + steps) / len(computes))
+        heartbeat(beat)
         if recorder.done:
             stop_profilers()
             raise _WindowFull
@@ -890,7 +898,9 @@ def probe(
     }
     try:
         outcome = isolate.run_isolated("autotune.probe:run_in_subprocess", request, work, policy, on_progress)
-        if outcome.result is not None and outcome.status == "ok":
+        if outcome.status == "pruned":
+            result = failed("pruned", "stopped early: clearly slower than the best so far", config, workload)
+        elif outcome.result is not None and outcome.status == "ok":
             result = ProbeResult.from_dict(outcome.result)
             if result.status == "crashed" and outcome.oom_killed:
                 result = ProbeResult(**{**result.__dict__, "status": "oom", "reason": result.reason + " (OOM killer)"})

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from autotune.probe import ProbeResult
 from autotune.profiler import Profile, saturation
+from autotune.search import SearchOutcome
 
 STATUS_STYLE = {"ok": "bold green", "oom": "bold red", "over_limit": "bold red", "timeout": "bold yellow"}
 
@@ -273,4 +274,105 @@ def profile_view(p: Profile, written: list[str]) -> Group:
         parts.append(Text(f"warning: {w}", style="yellow"))
     if written:
         parts.append(Text(f"written: {', '.join(written)}", style="dim"))
+    return Group(*parts)
+
+
+class SearchProgress:
+    """Live view of a search: budget bar, trial counts, the running trial, the best so far. Fed by events."""
+
+    def __init__(self, budget_s: float, clock: Any, n_train: int) -> None:
+        self.budget_s, self.clock, self.n_train = budget_s, clock, n_train
+        self.t0 = clock()
+        self.counts = {"done": 0, "pruned": 0, "infeasible": 0, "failed": 0}
+        self.running = "starting"
+        self.beat = ""
+        self.best: tuple[float, str] | None = None
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "reference":
+            self.running, self.beat = f"baseline ({data['key']}): {data['config'].label()}", ""
+        elif kind == "trial":
+            self.running, self.beat = f"trial {data['number']}: {data['config'].label()}", ""
+        elif kind == "beat":
+            if "iter" in data:
+                self.beat = f"{data.get('phase')} iteration {data['iter']}, {data.get('iter_s', 0):.2f} s/iter"
+            else:
+                self.beat = f"{data.get('phase', '')}..."
+        elif kind == "done":
+            self.counts["done"] += 1
+            if self.best is None or data["epoch_s"] < self.best[0]:
+                self.best = (data["epoch_s"], data["config"].label())
+        elif kind in ("pruned", "infeasible", "failed"):
+            self.counts[kind] += 1
+
+    def __rich__(self) -> Table:
+        elapsed = self.clock() - self.t0
+        frac = min(elapsed / self.budget_s, 1.0) if self.budget_s else 1.0
+        bar = "█" * int(frac * 30) + "░" * (30 - int(frac * 30))
+        t = _kv("autotune search")
+        t.add_row("budget", f"{bar} {fmt_s(elapsed)} of {fmt_s(self.budget_s)}")
+        c = self.counts
+        t.add_row(
+            "trials", f"{c['done']} finished, {c['pruned']} pruned, {c['infeasible']} infeasible, {c['failed']} failed"
+        )
+        t.add_row("running", f"{self.running}  {self.beat}")
+        best = "none yet" if self.best is None else f"{fmt_s(self.best[0])}/epoch  ({self.best[1]})"
+        t.add_row("best", best)
+        return t
+
+
+def search_view(o: SearchOutcome, profile_path: str | None) -> Group:
+    """The front, the winner against the baseline, and why the search stopped."""
+    parts: list[Any] = []
+    if o.winner is None:
+        parts.append(Text("no feasible configuration found", style="bold red"))
+    t = Table(title="Speed vs resolution: the fastest feasible config per image size", title_justify="left")
+    for col in ("imgsz", "batch", "workers", "cache", "images/s", "sec/iter", "epoch", "trial"):
+        t.add_column(col, justify="right" if col not in ("cache",) else "left")
+    for r in o.front:
+        mark = " *" if o.winner and r.number == o.winner.number else ""
+        c = r.config
+        t.add_row(
+            str(c["imgsz"]),
+            str(c["batch"]),
+            str(c["workers"]),
+            c["cache"],
+            f"{r.images_per_s:.1f}" if r.images_per_s else "-",
+            fmt_s(r.sec_per_iter),
+            fmt_s(r.epoch_s),
+            f"{r.number}{mark}",
+        )
+    parts.append(t)
+    if o.winner and o.baseline and o.baseline.stats:
+        w = o.winner
+        base_epoch = o.n_train / o.baseline.stats.images_per_s
+        b = o.baseline.requested
+        same_size = int(w.config["imgsz"]) == int(b["imgsz"])
+        line = Text()
+        line.append(
+            f"winner (trial {w.number}): {fmt_s(w.epoch_s)}/epoch vs baseline {fmt_s(base_epoch)}/epoch "
+            f"(batch={b['batch']} workers={b['workers']} imgsz={b['imgsz']} cache={b['cache']}): ",
+        )
+        line.append(f"{base_epoch / (w.epoch_s or 1):.2f}x", style="bold green")
+        if not same_size:
+            line.append(f"  (at imgsz {w.config['imgsz']} vs {b['imgsz']}: a smaller image is not a free win)")
+        parts.append(line)
+        parts.append(Text(f"picked: {o.pick_reason}", style="dim"))
+    elif o.baseline and not o.baseline.ok:
+        parts.append(Text(f"baseline probe: {o.baseline.status}: {o.baseline.reason}", style="yellow"))
+    if o.drift is not None:
+        parts.append(Text(f"baseline measured again at the end: {o.drift:+.1%} images/s (machine drift)", style="dim"))
+    states: dict[str, int] = {}
+    for r in o.trials:
+        key = r.status if r.state == "COMPLETE" and not r.feasible else r.state.lower()
+        states[key] = states.get(key, 0) + 1
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(states.items()))
+    parts.append(Text(f"{len(o.trials)} trials in the study ({summary}); {fmt_s(o.elapsed_s)} this run", style="dim"))
+    if o.stop_reason:
+        parts.append(Text(f"stopped: {o.stop_reason}", style="dim"))
+    for n in o.notes:
+        parts.append(Text(f"note: {n}", style="dim"))
+    parts.append(Text(f"study {o.study} in {o.storage}", style="dim"))
+    if profile_path:
+        parts.append(Text(f"profile: {profile_path}  (train it: autotune train --best)", style="bold"))
     return Group(*parts)

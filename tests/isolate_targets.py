@@ -50,3 +50,9 @@ def slow_but_progressing(request, heartbeat):
 def stall_after_progress(request, heartbeat):
     heartbeat({"phase": "measure", "iter": 0, "eta_s": 0.1})
     time.sleep(600)
+
+
+def beats_forever(request, heartbeat):
+    for i in range(10_000):
+        heartbeat({"phase": "measure", "iter": i, "eta_s": 1.0})
+        time.sleep(0.05)

@@ -79,3 +79,16 @@ def test_hard_limit(tmp_path):
     policy = TimeoutPolicy(startup_s=60, hard_s=2)
     out = run_isolated("isolate_targets:hang", {"pid_file": str(tmp_path / "p.json")}, tmp_path / "w", policy)
     assert out.status == "timeout" and "hard limit" in out.reason
+
+
+def test_the_caller_can_stop_a_running_child(tmp_path):
+    seen = []
+
+    def stop_after_three(beat):
+        seen.append(beat)
+        return len(seen) >= 3
+
+    out = run_isolated("isolate_targets:beats_forever", {}, tmp_path, TimeoutPolicy(startup_s=60), stop_after_three)
+    assert out.status == "pruned"
+    assert out.leftover_pids == ()
+    assert out.duration_s < 30

@@ -1,0 +1,596 @@
+"""The Optuna study: seeds, objective, constraints, pruning, budget and storage.
+
+Each trial is one isolated probe. The objective is the projected epoch time (training images / measured
+images/s), minimised. A trial over the memory limit, out of memory, too slow to finish, or asking for a cache
+this machine cannot hold is a *completed, infeasible* trial (`trial.set_constraint`, value INFEASIBLE_S), never
+a FAIL, so the sampler learns where the wall is. The probe function and the clock are injected: tests drive
+the whole search with a fake probe and an in-memory study.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from autotune import __version__
+from autotune.config import ProbeOptions, TrainConfig, Workload
+from autotune.errors import UserError
+from autotune.machine import Machine
+from autotune.probe import ProbeResult
+from autotune.space import (
+    DatasetSize,
+    MemoryModel,
+    Space,
+    build_space,
+    cache_violation,
+    fit_memory_model,
+    memory_violation,
+)
+
+INFEASIBLE_S = 1e9  # objective value of an infeasible trial: constraints carry the why, this keeps it last
+PRUNE_FACTOR = 1.5  # "clearly slower": the running projection is 1.5x the best finished trial's
+PRUNE_MIN_STEPS = 4  # measured iterations before a running trial may be pruned
+HEARTBEAT_S = 60  # Optuna's heartbeat: a trial RUNNING with no beat for 2 intervals is failed
+
+ProbeFn = Callable[..., ProbeResult]  # (config, workload, options, on_progress) -> ProbeResult
+Clock = Callable[[], float]
+
+
+def mask_url(url: str) -> str:
+    """The storage URL with its password replaced: never printed, logged or written in clear."""
+    return re.sub(r"(://[^:/@]+:)([^@]*)@", r"\1***@", url)
+
+
+def default_study_name(workload: Workload, machine: Machine, space: Space, dataset_key: str) -> str:
+    blob = json.dumps(
+        {"model": workload.model, "data": dataset_key, "epochs": workload.epochs, "machine": machine.identity()},
+        sort_keys=True,
+    )
+    return f"autotune-{hashlib.sha256(blob.encode()).hexdigest()[:8]}-{space.digest()}"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    budget_s: float
+    storage: str
+    study: str
+    baseline: TrainConfig  # Ultralytics' defaults unless given; may lie outside the space
+    probe_options: ProbeOptions
+    memory_limit_bytes: int | None = None  # GPU memory on CUDA, RAM on CPU
+    target_epoch_s: float | None = None
+    seed: int = 0
+    seeds: tuple[TrainConfig, ...] = ()  # extra seeds inside the space (AutoBatch's batch on a GPU)
+    end_reserve_s: float | None = None  # kept back for the baseline's repeat; None: as long as the baseline took
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    number: int
+    state: str  # COMPLETE | PRUNED | FAIL | RUNNING
+    config: dict[str, Any]
+    epoch_s: float | None  # projected epoch time; None unless feasible
+    images_per_s: float | None
+    sec_per_iter: float | None
+    feasible: bool
+    status: str  # the probe's status, or "skipped" when predicted infeasible without probing
+    reason: str
+    duration_s: float
+    peak_memory_bytes: int | None
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    study: str
+    storage: str  # masked
+    space: Space
+    n_train: int
+    baseline: ProbeResult | None
+    baseline_end: ProbeResult | None
+    trials: tuple[TrialRecord, ...]
+    front: tuple[TrialRecord, ...]  # fastest feasible config per image size
+    winner: TrialRecord | None
+    pick_reason: str
+    stop_reason: str
+    elapsed_s: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def drift(self) -> float | None:
+        """Baseline images/s at the end over at the start, minus 1: how much the machine moved meanwhile."""
+        a, b = self.baseline, self.baseline_end
+        if a and b and a.stats and b.stats:
+            return b.stats.images_per_s / a.stats.images_per_s - 1
+        return None
+
+
+class SlowerThanBest:
+    """Prune a running trial whose projected epoch time is clearly (1.5x) worse than the best finished one."""
+
+    def __init__(self, factor: float = PRUNE_FACTOR, min_steps: int = PRUNE_MIN_STEPS) -> None:
+        self.factor, self.min_steps = factor, min_steps
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        steps = trial.intermediate_values
+        if len(steps) < self.min_steps:
+            return False
+        best = best_feasible_value(study.get_trials(deepcopy=False))
+        return best is not None and steps[max(steps)] > self.factor * best
+
+
+def best_feasible_value(trials: Any) -> float | None:
+    values = [t.value for t in trials if _is_feasible(t)]
+    return min(values) if values else None
+
+
+def _is_feasible(t: Any) -> bool:
+    from optuna.trial import TrialState
+
+    return t.state == TrialState.COMPLETE and t.value is not None and all(v <= 0 for v in t.constraints.values())
+
+
+def open_storage(url: str) -> Any:
+    """An Optuna RDB storage with heartbeats, or a UserError naming the (masked) URL."""
+    import warnings
+
+    import optuna
+    from optuna.storages import RDBStorage
+
+    if not re.match(r"^(sqlite|postgresql(\+\w+)?|mysql(\+\w+)?)://", url):
+        raise UserError(f"storage URL {mask_url(url)!r} is not an Optuna RDB URL (sqlite:///file.db, postgresql://...)")
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5; they are what we need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # a trial left RUNNING by a dead worker stops beating and is failed when the next trial starts
+            return RDBStorage(
+                url,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=2 * HEARTBEAT_S,
+                engine_kwargs={"pool_pre_ping": True},
+            )
+    except (optuna.exceptions.StorageInternalError, Exception) as e:  # driver errors carry the URL: mask it
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot open storage {mask_url(url)}: {mask_url(first)}") from None
+
+
+@contextlib.contextmanager
+def host_lock(path: Path) -> Iterator[None]:
+    """Probes on one host never overlap: they would disturb each other's timings."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _record(t: Any) -> TrialRecord:
+    ua = t.user_attrs
+    return TrialRecord(
+        number=t.number,
+        state=t.state.name,
+        config=ua.get("config", {}),
+        epoch_s=t.value if _is_feasible(t) else None,
+        images_per_s=ua.get("images_per_s"),
+        sec_per_iter=ua.get("sec_per_iter"),
+        feasible=_is_feasible(t),
+        status=ua.get("status", t.state.name.lower()),
+        reason=ua.get("reason", ""),
+        duration_s=float(ua.get("duration_s", 0.0)),
+        peak_memory_bytes=ua.get("peak_memory_bytes"),
+    )
+
+
+def front(records: tuple[TrialRecord, ...] | list[TrialRecord]) -> tuple[TrialRecord, ...]:
+    """For each image size, its fastest feasible config: the speed vs resolution front."""
+    best: dict[int, TrialRecord] = {}
+    for r in records:
+        if r.feasible and r.epoch_s is not None:
+            s = int(r.config["imgsz"])
+            if s not in best or r.epoch_s < (best[s].epoch_s or math.inf):
+                best[s] = r
+    return tuple(best[s] for s in sorted(best))
+
+
+def pick(
+    records: tuple[TrialRecord, ...] | list[TrialRecord], target_epoch_s: float | None
+) -> tuple[TrialRecord | None, str]:
+    """The winner: fastest overall; with a target, the fastest config at the largest image size meeting it."""
+    f = front(records)
+    if not f:
+        return None, "no feasible trial"
+    fastest = min(f, key=lambda r: r.epoch_s or math.inf)
+    if target_epoch_s is None:
+        return fastest, "fastest projected epoch"
+    meeting = [r for r in f if (r.epoch_s or math.inf) <= target_epoch_s]
+    if not meeting:
+        return fastest, f"no image size meets the {target_epoch_s:.0f} s target: the fastest config instead"
+    best = max(meeting, key=lambda r: int(r.config["imgsz"]))
+    return (
+        best,
+        f"largest image size ({best.config['imgsz']}) whose fastest config meets the {target_epoch_s:.0f} s target",
+    )
+
+
+def _constraint_values(result: ProbeResult, limit: int | None) -> tuple[float, float, str]:
+    """(memory, other) constraint values (<= 0 feasible) and the reason."""
+    peak = _peak_memory(result)
+    if result.status in ("oom", "over_limit"):
+        return 1.0, 0.0, result.reason
+    if result.status != "ok":
+        return 0.0, 1.0, result.reason
+    if limit is not None and peak is not None:
+        return (peak - limit) / limit, 0.0, ""
+    return 0.0, 0.0, ""
+
+
+def _peak_memory(result: ProbeResult) -> int | None:
+    m = result.memory
+    if m is None:
+        return None
+    if m.peak_gpu_reserved_bytes is not None:
+        return max(m.peak_gpu_reserved_bytes, m.val_peak_gpu_bytes or 0)
+    return max(m.peak_host_bytes, m.val_peak_host_bytes or 0)
+
+
+class Search:
+    """One worker's part of a study. Several workers (hosts) may share a study through its storage."""
+
+    def __init__(
+        self,
+        settings: SearchSettings,
+        space: Space,
+        workload: Workload,
+        machine: Machine,
+        dataset: DatasetSize,
+        n_train: int,
+        probe_fn: ProbeFn,
+        storage: Any,
+        clock: Clock = time.monotonic,
+        ram_available: int = 0,
+        disk_free: int = 0,
+        lock_path: Path | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] = lambda _e, _d: None,
+    ) -> None:
+        self.s, self.space, self.workload, self.machine = settings, space, workload, machine
+        self.dataset, self.n_train, self.probe_fn, self.clock = dataset, n_train, probe_fn, clock
+        self.ram_available, self.disk_free, self.lock_path = ram_available, disk_free, lock_path
+        self.on_event = on_event
+        self.study = self._open_study(storage)
+        self.t0 = clock()
+        self.deadline = self.t0 + settings.budget_s
+        self.durations: list[float] = []
+        self.notes: list[str] = []
+
+    # -- study ----------------------------------------------------------------------------------------------------
+
+    def _open_study(self, storage: Any) -> Any:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            study_name=self.s.study,
+            storage=storage,
+            direction="minimize",
+            sampler=optuna.samplers.TPESampler(seed=self.s.seed, n_startup_trials=5, multivariate=True),
+            pruner=SlowerThanBest(),
+            load_if_exists=True,
+        )
+        ua = study.user_attrs
+        if "space" not in ua:  # a new study: freeze what it is about
+            study.set_user_attr("space", self.space.to_dict())
+            study.set_user_attr("machine", self.machine.to_dict())
+            study.set_user_attr("machine_id", self.machine.identity_hash())
+            study.set_user_attr("workload", {**self.workload.to_dict(), "n_train": self.n_train})
+            study.set_user_attr("baseline_config", self.s.baseline.to_dict())
+            study.set_user_attr("memory_limit_bytes", self.s.memory_limit_bytes)
+            study.set_user_attr("autotune_version", __version__)
+            return study
+        if ua.get("machine_id") != self.machine.identity_hash():
+            theirs = Machine.from_dict(ua["machine"]).summary() if "machine" in ua else "another machine"
+            raise UserError(
+                f"study {self.s.study!r} was measured on {theirs}; this machine is {self.machine.summary()}: "
+                "timings are not comparable, so this worker will not join (use another --study)"
+            )
+        stored = Space.from_dict(ua["space"])
+        if stored != self.space:
+            raise UserError(
+                f"study {self.s.study!r} searches {stored.describe()}; this command asks for {self.space.describe()}: "
+                "a study's space is frozen (use --fresh or another --study)"
+            )
+        return study
+
+    # -- budget ---------------------------------------------------------------------------------------------------
+
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    def predicted_trial_s(self) -> float:
+        """A trial is predicted to take as long as the slowest one so far (probes vary with batch and imgsz)."""
+        return max(self.durations) if self.durations else 0.0
+
+    def end_reserve(self) -> float:
+        if self.s.end_reserve_s is not None:
+            return self.s.end_reserve_s
+        b = self.study.user_attrs.get("baseline")
+        return float(b.get("duration_s", 0.0)) if b else 0.0
+
+    def can_start_trial(self) -> tuple[bool, str]:
+        left = self.remaining() - self.end_reserve()
+        need = self.predicted_trial_s()
+        if left <= 0 or left < need:
+            return False, f"budget: {max(left, 0):.0f} s left after the baseline's repeat, a trial takes ~{need:.0f} s"
+        return True, ""
+
+    # -- probes ---------------------------------------------------------------------------------------------------
+
+    def _probe(self, config: TrainConfig, on_progress: Callable[[dict[str, Any]], Any] | None = None) -> ProbeResult:
+        options = self.s.probe_options
+        if options.timeout_s is None:  # never let one probe run far past the budget
+            options = replace(options, timeout_s=max(self.remaining(), 60.0) + 60.0)
+        if self.s.memory_limit_bytes is not None:
+            options = replace(options, memory_limit=f"{self.s.memory_limit_bytes}B")
+        t0 = self.clock()
+        lock = host_lock(self.lock_path) if self.lock_path else contextlib.nullcontext()
+        with lock:
+            result = self.probe_fn(config, self.workload, options, on_progress)
+        self.durations.append(self.clock() - t0)
+        return result
+
+    def measure_baseline(self, key: str = "baseline") -> ProbeResult | None:
+        """A reference probe stored with the study, outside the sampler (it may lie outside the space)."""
+        stored = self.study.user_attrs.get(key)
+        if stored:
+            return ProbeResult.from_dict(stored)
+        self.on_event("reference", {"key": key, "config": self.s.baseline})
+        result = self._probe(self.s.baseline)
+        self.study.set_user_attr(key, result.to_dict())
+        self.on_event("reference_done", {"key": key, "result": result})
+        return result
+
+    def enqueue_seeds(self) -> None:
+        for seed in (self.s.baseline, *self.s.seeds):
+            if self.space.contains(seed):
+                self.study.enqueue_trial(self.space.params(seed), skip_if_exists=True)
+
+    def memory_model(self) -> MemoryModel | None:
+        points = []
+        for t in self.study.get_trials(deepcopy=False):
+            ua = t.user_attrs
+            if _is_feasible(t) and ua.get("peak_memory_bytes") and ua.get("config"):
+                points.append((int(ua["config"]["batch"]), int(ua["config"]["imgsz"]), int(ua["peak_memory_bytes"])))
+        return fit_memory_model(points)
+
+    def objective(self, trial: Any) -> float:
+        import optuna
+
+        sp = self.space
+        config = self.s.baseline.with_(
+            batch=trial.suggest_int("batch", sp.batch_low, sp.batch_high, log=sp.batch_high > sp.batch_low),
+            workers=trial.suggest_int("workers", 0, sp.workers_high),
+            imgsz=trial.suggest_categorical("imgsz", list(sp.imgsz)),
+            cache=trial.suggest_categorical("cache", list(sp.cache)),
+        )
+        trial.set_user_attr("config", config.to_dict())
+        self.on_event("trial", {"number": trial.number, "config": config})
+        why = cache_violation(self.dataset, config.cache, config.imgsz, self.ram_available, self.disk_free)
+        if why is None and self.s.memory_limit_bytes is not None:
+            why = memory_violation(self.memory_model(), config.batch, config.imgsz, self.s.memory_limit_bytes)
+            if why:
+                return self._infeasible(trial, "skipped", why, memory=1.0)
+        if why:
+            return self._infeasible(trial, "skipped", why, other=1.0)
+
+        def on_progress(beat: dict[str, Any]) -> bool:
+            """Report the running projection; True asks isolate to stop the probe (pruned)."""
+            self.on_event("beat", beat)
+            if beat.get("phase") != "measure" or not beat.get("window_s"):
+                return False
+            ips = config.batch / beat["window_s"]
+            trial.report(self.n_train / ips, step=int(beat.get("measured", 0)))
+            return trial.should_prune()
+
+        result = self._probe(config, on_progress)
+        trial.set_user_attr("result", result.to_dict())
+        trial.set_user_attr("status", result.status)
+        trial.set_user_attr("reason", result.reason)
+        trial.set_user_attr("duration_s", result.duration_s)
+        trial.set_user_attr("peak_memory_bytes", _peak_memory(result))
+        if result.status == "pruned":
+            self.on_event("pruned", {"number": trial.number, "config": config})
+            raise optuna.TrialPruned(result.reason)
+        if result.status == "crashed":
+            self.on_event("failed", {"number": trial.number, "reason": result.reason})
+            raise RuntimeError(f"probe crashed: {result.reason}")  # a FAIL: not a wall the sampler should learn
+        memory, other, reason = _constraint_values(result, self.s.memory_limit_bytes)
+        if memory > 0 or other > 0 or result.stats is None:
+            return self._infeasible(trial, result.status, reason or result.reason, memory=memory, other=other)
+        trial.set_constraint("memory", memory)
+        trial.set_constraint("other", 0.0)
+        trial.set_user_attr("images_per_s", result.stats.images_per_s)
+        trial.set_user_attr("sec_per_iter", result.stats.sec_per_iter_median)
+        value = self.n_train / result.stats.images_per_s
+        self.on_event("done", {"number": trial.number, "config": config, "epoch_s": value, "result": result})
+        return value
+
+    def _infeasible(self, trial: Any, status: str, reason: str, memory: float = 0.0, other: float = 0.0) -> float:
+        trial.set_constraint("memory", max(memory, 0.0))
+        # with no memory violation, something else made it unusable: say so in the other constraint
+        trial.set_constraint("other", other if other > 0 else (0.0 if memory > 0 else 1.0))
+        trial.set_user_attr("status", status)
+        trial.set_user_attr("reason", reason)
+        self.on_event("infeasible", {"number": trial.number, "status": status, "reason": reason})
+        return INFEASIBLE_S
+
+    # -- the loop -------------------------------------------------------------------------------------------------
+
+    def run(self) -> SearchOutcome:
+        stop_reason = ""
+        baseline = self.measure_baseline("baseline")
+        self.enqueue_seeds()
+        interrupted = False
+        try:
+            while True:
+                ok, why = self.can_start_trial()
+                if not ok:
+                    stop_reason = why
+                    break
+                self.study.optimize(self.objective, n_trials=1, catch=(RuntimeError,), gc_after_trial=False)
+        except KeyboardInterrupt:
+            interrupted = True
+            stop_reason = "interrupted (Ctrl-C): every finished trial is kept; run the same command to resume"
+        baseline_end = None
+        if not interrupted and "baseline_end" not in self.study.user_attrs and self.remaining() > 0:
+            baseline_end = self.measure_baseline("baseline_end")
+        elif "baseline_end" in self.study.user_attrs:
+            baseline_end = ProbeResult.from_dict(self.study.user_attrs["baseline_end"])
+        records = tuple(_record(t) for t in self.study.get_trials(deepcopy=False) if t.state.name != "WAITING")
+        winner, reason = pick(records, self.s.target_epoch_s)
+        return SearchOutcome(
+            study=self.s.study,
+            storage=mask_url(self.s.storage),
+            space=self.space,
+            n_train=self.n_train,
+            baseline=baseline,
+            baseline_end=baseline_end,
+            trials=records,
+            front=front(records),
+            winner=winner,
+            pick_reason=reason,
+            stop_reason=stop_reason,
+            elapsed_s=self.clock() - self.t0,
+            notes=tuple(self.notes),
+        )
+
+
+def outcome_to_dict(o: SearchOutcome) -> dict[str, Any]:
+    d = asdict(o)
+    d["baseline"] = o.baseline.to_dict() if o.baseline else None
+    d["baseline_end"] = o.baseline_end.to_dict() if o.baseline_end else None
+    d["drift"] = o.drift
+    return d
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a search needs, resolved from the command line before any probe runs."""
+
+    settings: SearchSettings
+    space: Space
+    workload: Workload
+    machine: Machine
+    dataset: DatasetSize
+    n_train: int
+    notes: tuple[str, ...]
+
+
+def dataset_size(train: tuple[str, ...], val: tuple[str, ...], sample: int = 32) -> DatasetSize:
+    """Image count and mean size from a sample of image headers (no decoding)."""
+    from PIL import Image
+
+    pixels, aspects = [], []
+    step = max(1, len(train) // sample)
+    for p in train[::step][:sample]:
+        try:
+            with Image.open(p) as im:
+                pixels.append(im.width * im.height)
+                aspects.append(min(im.size) / max(im.size))
+        except OSError:
+            continue
+    n = len(train) + len(val)
+    if not pixels:
+        return DatasetSize(n, 640 * 640, 1.0)
+    return DatasetSize(n, sum(pixels) / len(pixels), sum(aspects) / len(aspects))
+
+
+def make_plan(
+    workload: Workload,
+    device: str,
+    budget_s: float,
+    batch: str | None,
+    workers: str | None,
+    imgsz: str | None,
+    cache: str | None,
+    vram_limit: str | None,
+    baseline: str | None,
+    target_epoch_s: float | None,
+    storage: str | None,
+    study: str | None,
+    seed: int,
+    fresh: bool,
+    machine: Machine,
+    iters: int | None = None,
+) -> Plan:
+    """Resolve the space, baseline, limits and names; every bad value is a UserError here."""
+    import datetime as dt
+
+    from autotune.config import parse_assignments, parse_memory_limit
+    from autotune.dataset import load_dataset
+    from autotune.demo import cache_root
+    from autotune.machine import default_workers
+
+    info = load_dataset(workload.data)
+    cpu_only = device == "cpu"
+    notes: list[str] = []
+    limit_total = machine.gpus[int(device)].memory_bytes if not cpu_only and machine.gpus else machine.ram_bytes
+    limit = parse_memory_limit(vram_limit, limit_total) if vram_limit else None
+    max_batch = 32 if cpu_only else 256
+    b = TrainConfig(workers=default_workers(), device=device)  # Ultralytics' defaults, workers capped as it caps them
+    space = build_space(batch, workers, imgsz, cache, cpu_only, machine.usable_cores, b.imgsz, max_batch)
+    if cpu_only:
+        b = b.with_(imgsz=max(space.imgsz))
+        notes.append(
+            f"CPU only: small image sizes ({', '.join(map(str, space.imgsz))}) and short probes; the baseline is "
+            f"Ultralytics' defaults at imgsz {b.imgsz} instead of 640 (--baseline imgsz=640 measures that)"
+        )
+    if baseline:
+        fields_ = parse_assignments(baseline)
+        unknown = set(fields_) - {"batch", "workers", "imgsz", "cache"}
+        if unknown:
+            raise UserError(f"--baseline takes batch, workers, imgsz and cache, not {', '.join(sorted(unknown))}")
+        try:
+            b = b.with_(**{k: (v if k == "cache" else int(v)) for k, v in fields_.items()})
+        except ValueError:
+            raise UserError(f"cannot read --baseline {baseline!r}: whole numbers for batch, workers, imgsz") from None
+    options = ProbeOptions(iters=iters or (10 if cpu_only else 20), warmup_max=15 if cpu_only else 30)
+    url = storage or f"sqlite:///{cache_root() / 'studies.db'}"
+    n_train = len(info.train)
+    name = study or default_study_name(workload, machine, space, f"{info.yaml_path}:{n_train}:{len(info.val)}")
+    if fresh:
+        name = f"{name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    settings = SearchSettings(
+        budget_s=budget_s,
+        storage=url,
+        study=name,
+        baseline=b,
+        probe_options=options,
+        memory_limit_bytes=limit,
+        target_epoch_s=target_epoch_s,
+        seed=seed,
+    )
+    return Plan(settings, space, workload, machine, dataset_size(info.train, info.val), n_train, tuple(notes))
+
+
+def check_space_not_empty(plan: Plan, ram_available: int, disk_free: int) -> None:
+    """Refuse a space where nothing can run: every cache mode impossible, or the limit below any config."""
+    sp, ds = plan.space, plan.dataset
+    possible = [
+        m for m in sp.cache if any(cache_violation(ds, m, s, ram_available, disk_free) is None for s in sp.imgsz)
+    ]
+    if not possible:
+        reasons = "; ".join(cache_violation(ds, m, min(sp.imgsz), ram_available, disk_free) or "" for m in sp.cache)
+        raise UserError(f"nothing in the search space can run here: {reasons}")
+    limit = plan.settings.memory_limit_bytes
+    if limit is not None and limit < 256 * 2**20:
+        raise UserError(
+            f"memory limit {limit / 2**20:.0f} MiB is below what any training process needs (~256 MiB): nothing fits"
+        )
