@@ -399,7 +399,7 @@ class Search:
             trial.report(self.n_train / ips, step=int(beat.get("measured", 0)))
             return trial.should_prune()
 
-        result = self._probe(config, on_progress)
+        result = self._reuse_baseline(config) or self._probe(config, on_progress)
         trial.set_user_attr("result", result.to_dict())
         trial.set_user_attr("status", result.status)
         trial.set_user_attr("reason", result.reason)
@@ -421,6 +421,14 @@ class Search:
         value = self.n_train / result.stats.images_per_s
         self.on_event("done", {"number": trial.number, "config": config, "epoch_s": value, "result": result})
         return value
+
+    def _reuse_baseline(self, config: TrainConfig) -> ProbeResult | None:
+        """The seeded baseline trial is the reference probe already measured: no need to pay for it twice."""
+        stored = self.study.user_attrs.get("baseline")
+        if config != self.s.baseline or not stored or self.study.user_attrs.get("baseline_reused"):
+            return None
+        self.study.set_user_attr("baseline_reused", True)
+        return ProbeResult.from_dict(stored)
 
     def _infeasible(self, trial: Any, status: str, reason: str, memory: float = 0.0, other: float = 0.0) -> float:
         trial.set_constraint("memory", max(memory, 0.0))
@@ -449,10 +457,14 @@ class Search:
             interrupted = True
             stop_reason = "interrupted (Ctrl-C): every finished trial is kept; run the same command to resume"
         baseline_end = None
-        if not interrupted and "baseline_end" not in self.study.user_attrs and self.remaining() > 0:
-            baseline_end = self.measure_baseline("baseline_end")
-        elif "baseline_end" in self.study.user_attrs:
-            baseline_end = ProbeResult.from_dict(self.study.user_attrs["baseline_end"])
+        if interrupted or baseline is None:
+            pass
+        elif self.remaining() < 0.9 * self.end_reserve():
+            self.notes.append("no time was left to measure the baseline again: drift not measured this run")
+        else:  # each run ends by measuring the baseline again: how far the machine drifted meanwhile
+            self.on_event("reference", {"key": "baseline_end", "config": self.s.baseline})
+            baseline_end = self._probe(self.s.baseline)
+            self.study.set_user_attr("baseline_end", baseline_end.to_dict())
         records = tuple(_record(t) for t in self.study.get_trials(deepcopy=False) if t.state.name != "WAITING")
         winner, reason = pick(records, self.s.target_epoch_s)
         return SearchOutcome(

@@ -1,0 +1,268 @@
+"""The search logic with a fake probe, a fake clock and an in-memory Optuna study."""
+
+import optuna
+import pytest
+import yaml
+
+from autotune import profiles
+from autotune.config import ProbeOptions, TrainConfig, Workload
+from autotune.errors import UserError
+from autotune.machine import GPU, Machine
+from autotune.probe import MemoryUse, ProbeResult, failed
+from autotune.search import (
+    INFEASIBLE_S,
+    Search,
+    SearchSettings,
+    SlowerThanBest,
+    TrialRecord,
+    front,
+    mask_url,
+    pick,
+)
+from autotune.space import DatasetSize, Space, build_space, cache_violation, fit_memory_model, memory_violation
+from autotune.stats import summarize
+
+MACHINE = Machine("Test CPU", 2, 24 * 2**30, (), "host")
+WORKLOAD = Workload(data="/data/data.yaml", model="yolo11n.yaml", epochs=100)
+SPACE = Space(batch_low=2, batch_high=32, workers_high=2, imgsz=(96, 128), cache=("none", "disk", "ram"))
+DATASET = DatasetSize(n_images=1000, mean_pixels=1280 * 720, mean_aspect=0.5625)
+BASELINE = TrainConfig(batch=16, workers=2, imgsz=128, cache="none", device="cpu")
+GIB = 2**30
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class FakeProbe:
+    """Throughput grows with batch and workers and falls with imgsz^2; memory grows with batch x imgsz^2."""
+
+    def __init__(self, clock: FakeClock, seconds: float = 30.0, oom_above: float = 1e18) -> None:
+        self.clock, self.seconds, self.oom_above = clock, seconds, oom_above
+        self.calls: list[TrainConfig] = []
+
+    def memory(self, c: TrainConfig) -> int:
+        return int(0.5 * GIB + c.batch * c.imgsz**2 * 200)
+
+    def __call__(self, c: TrainConfig, w: Workload, o: ProbeOptions, on_progress=None) -> ProbeResult:
+        self.calls.append(c)
+        self.clock.t += self.seconds
+        mem = self.memory(c)
+        if mem > self.oom_above:
+            return failed("oom", "CUDA out of memory", c, w)
+        ips = 40.0 * (c.batch / (c.batch + 8)) * (1 + 0.3 * c.workers) * (128 / c.imgsz) ** 2
+        ips *= {"none": 1.0, "disk": 1.1, "ram": 1.2}[c.cache]
+        per_iter = c.batch / ips
+        if on_progress:
+            for k in range(1, 6):
+                if on_progress({"phase": "measure", "iter": k, "measured": k, "window_s": per_iter, "eta_s": 1}):
+                    return failed("pruned", "stopped early", c, w)
+        stats = summarize([0.0] * 10, [per_iter] * 10, [0.0], c.batch, c.accumulate)
+        return ProbeResult(
+            status="ok",
+            reason="",
+            requested=c.to_dict(),
+            effective={},
+            stats=stats,
+            memory=MemoryUse(peak_host_bytes=mem, host_kind="pss", host_limit_bytes=None, loader_processes=c.workers,
+                             child_processes=c.workers),
+            cache=None,
+            files=None,
+            workload={**w.to_dict(), "n_train": 800},
+            subset={},
+            timings={"data_wait_s": [0.0] * 10, "compute_s": [per_iter] * 10},
+            duration_s=self.seconds,
+        )
+
+
+def make_search(storage, clock, probe, budget_s=600.0, limit=None, ram=64 * GIB, disk=10**13, target=None,
+                machine=MACHINE, space=SPACE, baseline=BASELINE, end_reserve=None):
+    settings = SearchSettings(
+        budget_s=budget_s,
+        storage="sqlite:///:memory:",
+        study="test",
+        baseline=baseline,
+        probe_options=ProbeOptions(iters=5),
+        memory_limit_bytes=limit,
+        target_epoch_s=target,
+        end_reserve_s=end_reserve,
+    )
+    return Search(settings, space, WORKLOAD, machine, DATASET, 800, probe, storage, clock=clock,
+                  ram_available=ram, disk_free=disk)
+
+
+def test_runs_within_budget_seeds_baseline_and_reuses_its_measurement():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    probe = FakeProbe(clock, seconds=30)
+    out = make_search(storage, clock, probe, budget_s=300).run()
+    assert out.elapsed_s <= 300
+    # baseline reference (30 s), trials while a 30 s trial + the 30 s repeat fit, then the repeat
+    assert out.trials[0].config == BASELINE.to_dict()  # the seed comes first
+    assert probe.calls.count(BASELINE) == 2  # the reference and its repeat; the seeded trial reused the first
+    assert len(probe.calls) == 300 // 30
+    assert out.baseline_end is not None and out.drift == pytest.approx(0.0)
+    assert out.winner is not None and out.winner.feasible
+    assert "budget" in out.stop_reason
+
+
+def test_budget_rule_never_starts_a_trial_that_cannot_finish():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    probe = FakeProbe(clock, seconds=50)
+    out = make_search(storage, clock, probe, budget_s=170).run()
+    # 50 s baseline, then one trial (reused baseline: free), one 50 s trial; 170-100 = 70 left < 50 + 50 reserve
+    assert clock.t <= 170
+    assert out.elapsed_s <= 170
+
+
+def test_over_the_limit_and_oom_are_completed_infeasible_trials():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    probe = FakeProbe(clock, seconds=10, oom_above=0.5 * GIB + 16 * 128**2 * 200)  # batch > 16 at 128 OOMs
+    limit = int(0.5 * GIB + 12 * 128**2 * 200)  # batch 13-16 at 128 exceed this limit without OOM
+    out = make_search(storage, clock, probe, budget_s=400, limit=limit).run()
+    states = {t.state for t in out.trials}
+    assert "FAIL" not in states
+    infeasible = [t for t in out.trials if not t.feasible]
+    assert infeasible, "the fake space has a wall; the search must hit it"
+    study = optuna.load_study(study_name="test", storage=storage)
+    for t in study.get_trials():
+        if t.user_attrs.get("status") in ("oom", "over_limit"):
+            assert t.state == optuna.trial.TrialState.COMPLETE
+            assert t.value == INFEASIBLE_S
+            assert t.constraints["memory"] > 0
+    assert all(t.peak_memory_bytes is None or t.peak_memory_bytes <= limit for t in out.trials if t.feasible)
+
+
+def test_cache_without_the_ram_is_a_constraint_violation_not_a_removed_choice():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    probe = FakeProbe(clock, seconds=10)
+    ram = int(1.9 * DATASET.n_images * 128 * 128 * 0.5625 * 3)  # below Ultralytics' 2x rule for cache=ram at 128
+    out = make_search(storage, clock, probe, budget_s=400, ram=ram).run()
+    ram_trials = [t for t in out.trials if t.config.get("cache") == "ram" and t.config.get("imgsz") == 128]
+    assert ram_trials and all(not t.feasible and t.status == "skipped" for t in ram_trials)
+    assert all("cache=ram" in t.reason for t in ram_trials)
+    assert not any(c.cache == "ram" and c.imgsz == 128 for c in probe.calls)  # never probed
+    assert "ram" in optuna.load_study(study_name="test", storage=storage).trials[0].distributions["cache"].choices
+
+
+def test_resume_continues_the_study_without_measuring_the_baseline_again():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    first = make_search(storage, clock, FakeProbe(clock, seconds=30), budget_s=200).run()
+    probe = FakeProbe(clock, seconds=30)
+    second = make_search(storage, clock, probe, budget_s=200).run()
+    assert len(second.trials) > len(first.trials)
+    assert probe.calls.count(BASELINE) == 1  # only the end-of-run repeat
+    numbers = [t.number for t in second.trials]
+    assert numbers == sorted(set(numbers))
+
+
+def test_a_worker_on_different_hardware_is_refused():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    make_search(storage, clock, FakeProbe(clock), budget_s=100).run()
+    other = Machine("Other CPU", 64, 512 * GIB, (GPU("NVIDIA H100", 80 * GIB),), "elsewhere")
+    with pytest.raises(UserError, match="not comparable"):
+        make_search(storage, clock, FakeProbe(clock), machine=other)
+
+
+def test_the_space_is_frozen_with_the_study():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    make_search(storage, clock, FakeProbe(clock), budget_s=100).run()
+    wider = Space(2, 64, 2, (96, 128), ("none", "disk", "ram"))
+    with pytest.raises(UserError, match="frozen"):
+        make_search(storage, clock, FakeProbe(clock), space=wider)
+
+
+def test_baseline_outside_the_space_is_measured_but_not_enqueued():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    probe = FakeProbe(clock, seconds=30)
+    outside = BASELINE.with_(imgsz=640)
+    out = make_search(storage, clock, probe, budget_s=200, baseline=outside).run()
+    assert probe.calls[0] == outside and out.baseline is not None
+    assert all(t.config.get("imgsz") != 640 for t in out.trials)
+
+
+def test_pruner_stops_clearly_slower_trials():
+    study = optuna.create_study(pruner=SlowerThanBest(factor=1.5, min_steps=2))
+    study.add_trial(optuna.trial.create_trial(value=10.0, params={}, distributions={}))
+    t = study.ask()
+    t.report(14.0, 1)
+    t.report(14.5, 2)
+    assert not t.should_prune()  # 1.45x: not clearly slower
+    t.report(16.0, 3)
+    assert t.should_prune()
+    fresh = optuna.create_study(pruner=SlowerThanBest()).ask()
+    for k in range(10):
+        fresh.report(99.0, k)
+    assert not fresh.should_prune()  # nothing finished to compare with
+
+
+def test_search_prunes_through_progress_beats():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    out = make_search(storage, clock, FakeProbe(clock, seconds=5), budget_s=600).run()
+    assert any(t.state == "PRUNED" for t in out.trials)
+
+
+def _rec(n, imgsz, epoch, feasible=True):
+    return TrialRecord(n, "COMPLETE", {"imgsz": imgsz, "batch": 8, "workers": 2, "cache": "none"},
+                       epoch if feasible else None, None, None, feasible, "ok", "", 1.0, None)
+
+
+def test_front_and_pick_rule():
+    recs = [_rec(0, 96, 10.0), _rec(1, 96, 8.0), _rec(2, 128, 15.0), _rec(3, 160, 30.0), _rec(4, 160, 1.0, False)]
+    assert [r.number for r in front(recs)] == [1, 2, 3]
+    assert pick(recs, None)[0].number == 1
+    assert pick(recs, 20.0)[0].number == 2  # largest imgsz whose fastest config meets 20 s
+    assert pick(recs, 30.0)[0].number == 3
+    winner, why = pick(recs, 5.0)
+    assert winner.number == 1 and "no image size meets" in why
+    assert pick([_rec(0, 96, 1.0, False)], None) == (None, "no feasible trial")
+
+
+def test_mask_url():
+    assert mask_url("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
+    assert mask_url("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+
+
+def test_memory_model_and_violation():
+    pts = [(8, 128, 1000 + 8 * 128 * 128), (16, 128, 1000 + 16 * 128 * 128), (8, 256, 1000 + 8 * 256 * 256)]
+    m = fit_memory_model(pts)
+    assert m.slope == pytest.approx(1.0) and m.intercept == pytest.approx(1000)
+    assert memory_violation(m, 64, 256, limit=10**6) is not None
+    assert memory_violation(m, 2, 128, limit=10**6) is None
+    assert fit_memory_model(pts[:1]) is None
+
+
+def test_cache_violation_rules():
+    assert cache_violation(DATASET, "ram", 128, ram_available=10**12, disk_free=0) is None
+    assert "cache=ram" in cache_violation(DATASET, "ram", 640, ram_available=10**9, disk_free=0)
+    assert "cache=disk" in cache_violation(DATASET, "disk", 128, ram_available=0, disk_free=10**9)
+    assert cache_violation(DATASET, "none", 128, 0, 0) is None
+
+
+def test_build_space_defaults_and_errors():
+    sp = build_space(None, None, None, None, cpu_only=True, usable_cores=2, baseline_imgsz=640, max_batch=32)
+    assert sp.imgsz == (96, 128, 160) and sp.workers_high == 2 and sp.cache == ("none", "disk", "ram")
+    gpu = build_space(None, None, None, None, cpu_only=False, usable_cores=32, baseline_imgsz=640, max_batch=256)
+    assert gpu.imgsz == (320, 416, 512, 640) and gpu.workers_high == 16
+    assert build_space("8-64", "0,4,8", "96,128", "ram", True, 2, 640, 32) == Space(8, 64, 8, (96, 128), ("ram",))
+    bad = (("x", None, None, None), (None, None, "100", None), (None, None, None, "ssd"), ("0-4", None, None, None))
+    for args in bad:
+        with pytest.raises(UserError):
+            build_space(*args, cpu_only=True, usable_cores=2, baseline_imgsz=640, max_batch=32)
+
+
+def test_profile_yaml_is_a_valid_ultralytics_cfg(tmp_path):
+    from ultralytics.cfg import get_cfg
+
+    path = profiles.write(tmp_path / "p.yaml", BASELINE.with_(batch=8, cache="ram"), WORKLOAD,
+                          {"study": "s", "trial": 3, "images_per_s": 42.0, "epoch_s": 19.0, "n_train": 800,
+                           "machine_summary": MACHINE.summary()})
+    cfg = get_cfg(cfg=str(path))  # raises on any key Ultralytics does not know
+    assert cfg.batch == 8 and cfg.cache == "ram" and cfg.data == WORKLOAD.data and cfg.model == WORKLOAD.model
+    text = path.read_text()
+    assert "42.0 images/s" in text and "forces workers=0" in text
+    assert yaml.safe_load(text)["workers"] == 2
+    assert profiles.read(path).meta["trial"] == 3
