@@ -52,12 +52,12 @@ def write(path: Path, config: TrainConfig, workload: Workload, meta: dict[str, A
         f"# measured {meta.get('images_per_s', 0):.1f} images/s, projected epoch {meta.get('epoch_s', 0):.1f} s "
         f"({meta.get('n_train')} training images)",
         f"# machine: {meta.get('machine_summary')}",
-        "# train with it: autotune train --best   (or: yolo cfg=THIS_FILE)",
+        "# train with it: yolo cfg=THIS_FILE   (Ultralytics' own CLI; or model.train(cfg=THIS_FILE))",
     ]
     if config.device == "cpu" and config.workers > 0:
         lines.append(
-            f"# note: on a CPU the yolo CLI forces workers=0; the {config.workers} workers measured here need "
-            "`autotune train --best`"
+            f"# note: on a CPU Ultralytics forces workers=0, so `yolo cfg=` cannot reproduce the {config.workers} "
+            "loader workers measured here (autotune's own training command restores them)"
         )
     body = yaml.safe_dump(train_args(config, workload), sort_keys=False)
     path.write_text("\n".join(lines) + "\n" + body)

@@ -374,5 +374,5 @@ def search_view(o: SearchOutcome, profile_path: str | None) -> Group:
         parts.append(Text(f"note: {n}", style="dim"))
     parts.append(Text(f"study {o.study} in {o.storage}", style="dim"))
     if profile_path:
-        parts.append(Text(f"profile: {profile_path}  (train it: autotune train --best)", style="bold"))
+        parts.append(Text(f"profile: {profile_path}  (train it: yolo cfg={profile_path})", style="bold"))
     return Group(*parts)

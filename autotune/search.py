@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -146,19 +147,27 @@ def open_storage(url: str) -> Any:
 
     if not re.match(r"^(sqlite|postgresql(\+\w+)?|mysql(\+\w+)?)://", url):
         raise UserError(f"storage URL {mask_url(url)!r} is not an Optuna RDB URL (sqlite:///file.db, postgresql://...)")
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5; they are what we need
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            # a trial left RUNNING by a dead worker stops beating and is failed when the next trial starts
-            return RDBStorage(
-                url,
-                heartbeat_interval=HEARTBEAT_S,
-                grace_period=2 * HEARTBEAT_S,
-                engine_kwargs={"pool_pre_ping": True},
-            )
-    except (optuna.exceptions.StorageInternalError, Exception) as e:  # driver errors carry the URL: mask it
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot open storage {mask_url(url)}: {mask_url(first)}") from None
+    last: Exception | None = None
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5; they are what we need
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # a trial left RUNNING by a dead worker stops beating and is failed when the next trial starts
+                return RDBStorage(
+                    url,
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=2 * HEARTBEAT_S,
+                    engine_kwargs={"pool_pre_ping": True},
+                )
+        except ImportError as e:  # no driver: retrying will not help
+            last = e
+            break
+        except Exception as e:  # driver errors vary by database; all end as one masked line
+            # two workers starting on an empty database race to create Optuna's tables: the loser retries
+            last = e
+            time.sleep(1.0 + attempt)
+    text = str(last).strip().splitlines()[0] if last is not None and str(last).strip() else type(last).__name__
+    raise UserError(f"cannot open storage {mask_url(url)}: {mask_url(text)}")
 
 
 @contextlib.contextmanager
@@ -270,6 +279,7 @@ class Search:
         self.deadline = self.t0 + settings.budget_s
         self.durations: list[float] = []
         self.notes: list[str] = []
+        self.worker = f"{machine.hostname}:{os.getpid()}"  # which worker ran a trial, in a shared study
 
     # -- study ----------------------------------------------------------------------------------------------------
 
@@ -339,20 +349,34 @@ class Search:
             options = replace(options, timeout_s=max(self.remaining(), 60.0) + 60.0)
         if self.s.memory_limit_bytes is not None:
             options = replace(options, memory_limit=f"{self.s.memory_limit_bytes}B")
-        t0 = self.clock()
-        lock = host_lock(self.lock_path) if self.lock_path else contextlib.nullcontext()
-        with lock:
+        with self._host_lock():
+            t0 = self.clock()
             result = self.probe_fn(config, self.workload, options, on_progress)
-        self.durations.append(self.clock() - t0)
+            self.durations.append(self.clock() - t0)
         return result
 
+    def _host_lock(self) -> contextlib.AbstractContextManager[None]:
+        return host_lock(self.lock_path) if self.lock_path else contextlib.nullcontext()
+
     def measure_baseline(self, key: str = "baseline") -> ProbeResult | None:
-        """A reference probe stored with the study, outside the sampler (it may lie outside the space)."""
+        """A reference probe stored with the study, outside the sampler (it may lie outside the space).
+
+        Another worker may be measuring it right now: the host lock serialises probes, and the stored value is
+        looked up again once the lock is ours (workers on other hosts may still measure it twice: harmless).
+        """
         stored = self.study.user_attrs.get(key)
         if stored:
             return ProbeResult.from_dict(stored)
         self.on_event("reference", {"key": key, "config": self.s.baseline})
-        result = self._probe(self.s.baseline)
+        with self._host_lock():
+            stored = self.study.user_attrs.get(key)
+            if stored:
+                return ProbeResult.from_dict(stored)
+            lock_path, self.lock_path = self.lock_path, None  # held already: _probe must not wait for itself
+            try:
+                result = self._probe(self.s.baseline)
+            finally:
+                self.lock_path = lock_path
         self.study.set_user_attr(key, result.to_dict())
         self.on_event("reference_done", {"key": key, "result": result})
         return result
@@ -381,6 +405,7 @@ class Search:
             cache=trial.suggest_categorical("cache", list(sp.cache)),
         )
         trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("worker", self.worker)
         self.on_event("trial", {"number": trial.number, "config": config})
         why = cache_violation(self.dataset, config.cache, config.imgsz, self.ram_available, self.disk_free)
         if why is None and self.s.memory_limit_bytes is not None:

@@ -10,7 +10,7 @@ Use the session fixture from a test module:
 The server lives in a fresh temporary folder, listens on 127.0.0.1 only (on a free port) plus a unix socket
 inside that folder, requires a password over TCP (scram-sha-256), and is stopped and deleted afterwards.
 initdb and postgres refuse to run as root, so as root they run as Debian's `postgres` system user.
-This module imports without psycopg2 and without PostgreSQL installed: the fixture skips (fails under CI=true).
+This module imports without psycopg and without PostgreSQL installed: the fixture skips (fails under CI=true).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ USER = "autotune"
 PASSWORD = "s3cret-Pa55"
 DATABASE = "autotune"
 MISSING_BINARIES = "PostgreSQL server binaries not found (apt-get install postgresql); the distributed test needs them"
-MISSING_DRIVER = "psycopg2 cannot be imported (pip install psycopg2-binary); the distributed test needs it"
+MISSING_DRIVER = "psycopg cannot be imported (pip install 'psycopg[binary]'); the distributed test needs it"
 SERVER_SETTINGS = {
     # Throwaway data: durability off makes startup and commits fast.
     "fsync": "off",
@@ -119,7 +119,7 @@ class ThrowawayPostgres:
         return self.tmp / "server.log"
 
     def url_with(self, password: str) -> str:
-        return f"postgresql+psycopg2://{self.user}:{quote(password, safe='')}@{self.host}:{self.port}/{self.database}"
+        return f"postgresql://{self.user}:{quote(password, safe='')}@{self.host}:{self.port}/{self.database}"
 
     @property
     def url(self) -> str:
@@ -151,7 +151,8 @@ class ThrowawayPostgres:
 
     def _make_tmp(self) -> Path:
         if not self._as_postgres:
-            return Path(tempfile.mkdtemp(prefix="autotune-pg-"))
+            # A short path: the unix socket's full path must stay under ~100 characters.
+            return Path(tempfile.mkdtemp(prefix="autotune-pg-", dir="/tmp" if os.path.isdir("/tmp") else None))
         try:
             pw = pwd.getpwnam("postgres")
         except KeyError:
@@ -337,8 +338,12 @@ def postgres_server():
     if find_pg_bin() is None:
         _unavailable(MISSING_BINARIES)
     try:
-        import psycopg2  # noqa: F401
+        import psycopg  # noqa: F401
     except ImportError as e:
-        _unavailable(f"{MISSING_DRIVER}: {e}")
+        missing_driver = f"{MISSING_DRIVER}: {e}"
+    else:
+        missing_driver = None
+    if missing_driver:
+        _unavailable(missing_driver)
     with ThrowawayPostgres() as server:
         yield server

@@ -70,3 +70,29 @@ def test_unknown_option_is_a_usage_error():
     result = runner.invoke(app, ["probe", "--bogus"])
     assert result.exit_code == 2
     assert "No such option" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--budget", "abc"], "cannot read duration"),
+        (["--budget", "0"], "more than zero"),
+        (["--budget", "-5min"], "cannot read duration"),
+        (["--storage", "nonsense://x"], "not an Optuna RDB URL"),
+        (["--storage", "postgresql://bob:hunter2@127.0.0.1:9/db"], "cannot open storage"),
+        (["--imgsz", "100"], "multiples of 32"),
+        (["--cache", "ssd"], "cache must be"),
+        (["--batch", "0-4"], "batch range"),
+        (["--vram-limit", "lots"], "memory limit"),
+        (["--vram-limit", "10MiB"], "nothing fits"),
+        (["--baseline", "speed=9"], "--baseline takes"),
+        (["--target-epoch", "soon"], "cannot read duration"),
+    ],
+)
+def test_bad_search_options(data, args, expected):
+    result = runner.invoke(app, ["search", "--data", str(data), "--device", "cpu", *args])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("autotune: error:"), lines
+    assert expected in lines[0]
+    assert "hunter2" not in result.output  # a storage password is never printed

@@ -13,7 +13,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def test_study_is_shared_through_postgres(postgres_server):  # noqa: F811
     url = postgres_server.url
-    assert url.startswith("postgresql+psycopg2://autotune:s3cret-Pa55@127.0.0.1:")
+    assert url.startswith("postgresql://autotune:s3cret-Pa55@127.0.0.1:")
     assert url.endswith(f":{postgres_server.port}/autotune")
 
     study = optuna.create_study(storage=url, study_name="t", sampler=optuna.samplers.RandomSampler(seed=0))

@@ -1,0 +1,42 @@
+"""One real search on a tiny workload, through the CLI in a subprocess (slow tier)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+BUDGET_S = 75
+
+
+def test_real_search_on_a_tiny_workload(tiny_demo, tmp_path):
+    db = tmp_path / "study.db"
+    env = {**os.environ, "AUTOTUNE_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "autotune.cli", "search", "--budget", f"{BUDGET_S}s", "--data", str(tiny_demo)]
+    cmd += ["--imgsz", "64", "--batch", "2-8", "--device", "cpu", "--iters", "4", "--storage", f"sqlite:///{db}"]
+    cmd += ["--study", "tiny", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    # ends within the budget plus at most one probe
+    longest = max([t["duration_s"] for t in out["trials"]] + [out["baseline"]["duration_s"]])
+    assert out["elapsed_s"] <= BUDGET_S + longest + 10
+    assert out["winner"] is not None and out["winner"]["feasible"]
+    assert out["baseline"]["status"] == "ok"
+    assert [r["config"]["imgsz"] for r in out["front"]] == [64]
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(finished) == len(out["trials"]) >= 2
+    raw = [t.user_attrs["result"]["timings"]["compute_s"] for t in finished if "result" in t.user_attrs]
+    assert raw and all(len(r) >= 4 for r in raw)  # raw per-iteration timings are in the storage
+    profile = tmp_path / out["profile"]
+    cfg = yaml.safe_load(profile.read_text())
+    assert cfg["imgsz"] == 64 and cfg["data"] == str(tiny_demo) and cfg["model"] == "yolo11n.yaml"
+    from ultralytics.cfg import get_cfg
+
+    get_cfg(cfg=str(profile))  # Ultralytics accepts it as it is
