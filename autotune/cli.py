@@ -318,6 +318,19 @@ def search(
     ram, disk = psutil.virtual_memory().available, shutil.disk_usage(Path(workload.data).parent).free
     check_space_not_empty(plan, ram, disk)
     store = open_storage(plan.settings.storage)
+    if device != "cpu":  # on a GPU, Ultralytics' AutoBatch answer is a seed inside the space
+        from dataclasses import replace
+
+        from autotune.autobatch import autobatch
+
+        with err.status("asking Ultralytics AutoBatch for a seed batch size..."):
+            ab = autobatch(workload, max(plan.space.imgsz), device, plan.settings.memory_limit_fraction)
+        if isinstance(ab, int):
+            seed_cfg = plan.settings.baseline.with_(batch=ab, imgsz=max(plan.space.imgsz))
+            plan = replace(plan, settings=replace(plan.settings, seeds=(seed_cfg,)))
+            err.print(f"[dim]AutoBatch suggests batch {ab} at imgsz {max(plan.space.imgsz)}: enqueued as a seed[/dim]")
+        else:
+            err.print(f"[dim]AutoBatch gave no seed: {ab}[/dim]")
     for note in plan.notes:
         err.print(f"[dim]{note}[/dim]")
     err.print(f"[dim]space: {plan.space.describe()}; study {plan.settings.study}[/dim]")
@@ -358,6 +371,8 @@ def search(
         print(json.dumps({**outcome_to_dict(outcome), "profile": profile_path}))
     else:
         Console().print(search_view(outcome, profile_path))
+    if outcome.interrupted:
+        raise typer.Exit(130)
     if outcome.winner is None:
         raise typer.Exit(1)
 

@@ -70,6 +70,7 @@ class SearchSettings:
     target_epoch_s: float | None = None
     seed: int = 0
     seeds: tuple[TrainConfig, ...] = ()  # extra seeds inside the space (AutoBatch's batch on a GPU)
+    memory_limit_fraction: float | None = None  # the limit as a share of the device, for AutoBatch
     end_reserve_s: float | None = None  # kept back for the baseline's repeat; None: as long as the baseline took
 
 
@@ -103,6 +104,7 @@ class SearchOutcome:
     stop_reason: str
     elapsed_s: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    interrupted: bool = False
 
     @property
     def drift(self) -> float | None:
@@ -506,6 +508,7 @@ class Search:
             stop_reason=stop_reason,
             elapsed_s=self.clock() - self.t0,
             notes=tuple(self.notes),
+            interrupted=interrupted,
         )
 
 
@@ -613,6 +616,7 @@ def make_plan(
         memory_limit_bytes=limit,
         target_epoch_s=target_epoch_s,
         seed=seed,
+        memory_limit_fraction=limit / limit_total if limit else None,
     )
     return Plan(settings, space, workload, machine, dataset_size(info.train, info.val), n_train, tuple(notes))
 

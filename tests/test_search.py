@@ -266,3 +266,22 @@ def test_profile_yaml_is_a_valid_ultralytics_cfg(tmp_path):
     assert "42.0 images/s" in text and "forces workers=0" in text
     assert yaml.safe_load(text)["workers"] == 2
     assert profiles.read(path).meta["trial"] == 3
+
+
+def test_ctrl_c_keeps_finished_trials_and_resumes():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    inner = FakeProbe(clock, seconds=10)
+
+    def probe(c, w, o, on_progress=None):
+        if len(inner.calls) == 4:
+            raise KeyboardInterrupt  # as isolate re-raises it after killing the probe's process group
+        return inner(c, w, o, on_progress)
+
+    out = make_search(storage, clock, probe, budget_s=1000).run()
+    assert out.interrupted and "Ctrl-C" in out.stop_reason
+    assert out.baseline_end is None  # no repeat after an interrupt
+    study = optuna.load_study(study_name="test", storage=storage)
+    kept = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(kept) >= 2
+    again = make_search(storage, clock, FakeProbe(clock, seconds=10), budget_s=100).run()
+    assert not again.interrupted and len(again.trials) > len(out.trials)
