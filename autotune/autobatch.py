@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from autotune.config import Workload
@@ -41,16 +38,10 @@ def autobatch(workload: Workload, imgsz: int, device: str, fraction: float | Non
 
     if device == "cpu":
         return "AutoBatch needs a CUDA GPU"
-    root = cache_root() / "scratch"
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="autobatch-", dir=root))
     request = {"data": workload.data, "model": workload.model, "imgsz": imgsz, "device": device, "fraction": fraction}
-    try:
-        out = isolate.run_isolated(
-            "autotune.autobatch:run_in_subprocess", request, work, isolate.TimeoutPolicy(startup_s=300)
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with isolate.scratch_dir(cache_root() / "scratch", "autobatch-") as work:
+        policy = isolate.TimeoutPolicy(startup_s=300)
+        out = isolate.run_isolated("autotune.autobatch:run_in_subprocess", request, work, policy)
     if out.status != "ok" or out.result is None:
         return f"{out.status}: {out.reason}"
     return int(out.result["batch"])

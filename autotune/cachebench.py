@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import psutil
 from autotune import pagecache
 from autotune.config import ProbeOptions, TrainConfig, Workload
 from autotune.dataset import choose_subset, count_objects, load_dataset, stage
+from autotune.space import cache_fits
 from autotune.stats import median
 
 SAMPLE = 48  # images read per mode: enough for a stable median, little enough to stay quick
@@ -129,7 +129,7 @@ def measure_cache(config: TrainConfig, workload: Workload, options: ProbeOptions
     ds.cache_images()  # writes full-resolution .npy files beside the staged links
     build_s = time.perf_counter() - t0
     npy_bytes = sum(f.stat().st_size for f in ds.npy_files if f.exists())
-    builds.append(_build("disk", n, build_s, npy_bytes, full, disk_free, 1.1))
+    builds.append(_build("disk", n, build_s, npy_bytes, full, disk_free))
     pagecache.drop(str(f) for f in ds.npy_files)
     reads.append(_read("disk", "cold", _time_reads(ds, n)))
     reads.append(_read("disk", "warm", _time_reads(ds, n)))
@@ -143,7 +143,7 @@ def measure_cache(config: TrainConfig, workload: Workload, options: ProbeOptions
     ds.cache_images()  # decodes and resizes every image into one shared buffer
     build_s = time.perf_counter() - t0
     ram_bytes = sum(h * w * ds.channels for h, w in ds.im_hw)
-    builds.append(_build("ram", n, build_s, ram_bytes, full, ram_avail, 2.0))
+    builds.append(_build("ram", n, build_s, ram_bytes, full, ram_avail))
     reads.append(_read("ram", "memory", _time_reads(ds, n)))
     return CacheBench(
         imgsz=config.imgsz,
@@ -156,37 +156,27 @@ def measure_cache(config: TrainConfig, workload: Workload, options: ProbeOptions
     )
 
 
-def _build(mode: str, n: int, s: float, b: int, full: int, available: int, margin: float) -> CacheBuild:
+def _build(mode: str, n: int, s: float, b: int, full: int, available: int) -> CacheBuild:
     full_b = int(b / n * full)
-    return CacheBuild(mode, n, s, b, full, s / n * full, full_b, available, margin * full_b <= available)
+    return CacheBuild(mode, n, s, b, full, s / n * full, full_b, available, cache_fits(mode, full_b, available))
 
 
 def run_in_subprocess(request: dict[str, Any], heartbeat: Any) -> dict[str, Any]:
+    from autotune.probe import parse_request
+
     heartbeat({"phase": "cache bench", "eta_s": 120})
-    config = TrainConfig.from_dict(request["config"])
-    workload = Workload.from_dict(request["workload"])
-    options = ProbeOptions.from_dict(request["options"])
-    return measure_cache(config, workload, options, Path(request["scratch"])).to_dict()
+    return measure_cache(*parse_request(request)).to_dict()
 
 
 def cache_bench(config: TrainConfig, workload: Workload, options: ProbeOptions) -> CacheBench | str:
     """The cache bench in its own subprocess: a CacheBench, or the reason it failed."""
     from autotune import isolate
-    from autotune.probe import scratch_root
+    from autotune.probe import request_for, scratch_root
 
-    work = Path(tempfile.mkdtemp(prefix="cachebench-", dir=scratch_root(options)))
-    request = {
-        "config": config.to_dict(),
-        "workload": workload.to_dict(),
-        "options": options.to_dict(),
-        "scratch": str(work),
-    }
-    try:
-        out = isolate.run_isolated(
-            "autotune.cachebench:run_in_subprocess", request, work, isolate.TimeoutPolicy(startup_s=300)
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with isolate.scratch_dir(scratch_root(options), "cachebench-") as work:
+        request = request_for(config, workload, options, work)
+        policy = isolate.TimeoutPolicy(startup_s=300)
+        out = isolate.run_isolated("autotune.cachebench:run_in_subprocess", request, work, policy)
     if out.status != "ok" or out.result is None:
         return f"{out.status}: {out.reason}"
     return CacheBench.from_dict(out.result)

@@ -9,14 +9,17 @@ The child leads its own process group, so its data-loader workers are killed wit
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,18 @@ class Outcome:
     log_path: str
     leftover_pids: tuple[int, ...]  # processes of the group still alive after cleanup (should be empty)
     oom_killed: bool  # the kernel's OOM killer fired while the child ran
+
+
+@contextlib.contextmanager
+def scratch_dir(root: Path, prefix: str, keep: bool = False) -> Iterator[Path]:
+    """A fresh folder for one isolated run (its request, log, staged files), removed afterwards unless kept."""
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    try:
+        yield work
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _oom_kills() -> int:

@@ -8,8 +8,6 @@ folders), through isolate.py.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -97,31 +95,22 @@ def measure_loader(config: TrainConfig, workload: Workload, options: ProbeOption
 
 
 def run_in_subprocess(request: dict[str, Any], heartbeat: Any) -> dict[str, Any]:
-    config = TrainConfig.from_dict(request["config"])
-    workload = Workload.from_dict(request["workload"])
-    options = ProbeOptions.from_dict(request["options"])
+    from autotune.probe import parse_request
+
     heartbeat({"phase": "loader", "eta_s": 60})
-    return measure_loader(config, workload, options, Path(request["scratch"])).to_dict()
+    return measure_loader(*parse_request(request)).to_dict()
 
 
 def loader_only(config: TrainConfig, workload: Workload, options: ProbeOptions) -> LoaderResult:
     """Loader-only throughput of `config`, measured in its own subprocess. Never raises for what happens there."""
     from autotune import isolate
-    from autotune.probe import predicted_setup_s, scratch_root
+    from autotune.probe import predicted_setup_s, request_for, scratch_root
 
     n_images = len(load_dataset(workload.data).train)
-    work = Path(tempfile.mkdtemp(prefix="loader-", dir=scratch_root(options)))
-    request = {
-        "config": config.to_dict(),
-        "workload": workload.to_dict(),
-        "options": options.to_dict(),
-        "scratch": str(work),
-    }
     policy = isolate.TimeoutPolicy(startup_s=predicted_setup_s(config, options, n_images), hard_s=options.timeout_s)
-    try:
+    with isolate.scratch_dir(scratch_root(options), "loader-") as work:
+        request = request_for(config, workload, options, work)
         out = isolate.run_isolated("autotune.loader:run_in_subprocess", request, work, policy)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     if out.status != "ok" or out.result is None:
         return LoaderResult(config.workers, out.status, out.reason)
     r = out.result

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from autotune.dataset import (
     stale_npy,
 )
 from autotune.machine import PeakMemorySampler, UtilisationSampler, available_ram_bytes
+from autotune.space import cache_fits
 from autotune.stats import IterStats, settle_window, summarize
 from autotune.timing import MEASURE, WARMUP, IterationRecorder
 
@@ -754,14 +754,14 @@ def _cache_cost(config: TrainConfig, timer: _CacheTimer, full_images: int, first
     full_s, full_b = s / n * full_images, int(b / n * full_images)
     if config.cache == "ram":
         avail = available_ram_bytes()
-        fits = 2 * full_b <= avail
+        fits = cache_fits("ram", full_b, avail)
         rule = (
             f"cache=ram for the whole dataset needs {full_b / 2**30:.2f} GiB; Ultralytics requires twice that "
             f"available and {avail / 2**30:.1f} GiB is"
         )
     else:
         avail = shutil.disk_usage(Path(first_image).parent).free
-        fits = 1.1 * full_b <= avail
+        fits = cache_fits("disk", full_b, avail)
         rule = (
             f"cache=disk writes {full_b / 2**30:.2f} GiB of full-resolution .npy files beside the images; "
             f"Ultralytics requires that plus 10% free and {avail / 2**30:.1f} GiB is"
@@ -846,12 +846,28 @@ def _measure_val_batch(trainer: Any, cuda: bool) -> dict[str, Any]:
     return out
 
 
+def request_for(config: TrainConfig, workload: Workload, options: ProbeOptions, scratch: Path) -> dict[str, Any]:
+    """What crosses the subprocess boundary: plain JSON."""
+    return {
+        "config": config.to_dict(),
+        "workload": workload.to_dict(),
+        "options": options.to_dict(),
+        "scratch": str(scratch),
+    }
+
+
+def parse_request(request: dict[str, Any]) -> tuple[TrainConfig, Workload, ProbeOptions, Path]:
+    return (
+        TrainConfig.from_dict(request["config"]),
+        Workload.from_dict(request["workload"]),
+        ProbeOptions.from_dict(request["options"]),
+        Path(request["scratch"]),
+    )
+
+
 def run_in_subprocess(request: dict[str, Any], heartbeat: Heartbeat) -> dict[str, Any]:
     """isolate.py's entry point: plain dicts in, a plain dict out."""
-    config = TrainConfig.from_dict(request["config"])
-    workload = Workload.from_dict(request["workload"])
-    options = ProbeOptions.from_dict(request["options"])
-    return measure(config, workload, options, Path(request["scratch"]), heartbeat).to_dict()
+    return measure(*parse_request(request), heartbeat).to_dict()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -885,18 +901,12 @@ def probe(
 
     options = options or ProbeOptions()
     n_images = len(load_dataset(workload.data).train)  # bad input fails here, loudly, before any subprocess
-    work = Path(tempfile.mkdtemp(prefix="probe-", dir=scratch_root(options)))
     policy = isolate.TimeoutPolicy(
         startup_s=predicted_setup_s(config, options, n_images),
         hard_s=options.timeout_s,
     )
-    request = {
-        "config": config.to_dict(),
-        "workload": workload.to_dict(),
-        "options": options.to_dict(),
-        "scratch": str(work),
-    }
-    try:
+    with isolate.scratch_dir(scratch_root(options), "probe-", keep=options.keep_scratch) as work:
+        request = request_for(config, workload, options, work)
         outcome = isolate.run_isolated("autotune.probe:run_in_subprocess", request, work, policy, on_progress)
         if outcome.status == "pruned":
             result = failed("pruned", "stopped early: clearly slower than the best so far", config, workload)
@@ -907,17 +917,14 @@ def probe(
         else:
             result = failed(outcome.status, outcome.reason, config, workload, options=options.to_dict())
         log_copy = _keep_log(work)
-        return ProbeResult(
-            **{
-                **result.__dict__,
-                "machine": fingerprint().to_dict(),
-                "duration_s": outcome.duration_s,
-                "log_path": str(log_copy) if log_copy else "",
-            }
-        )
-    finally:
-        if not options.keep_scratch:
-            shutil.rmtree(work, ignore_errors=True)
+    return ProbeResult(
+        **{
+            **result.__dict__,
+            "machine": fingerprint().to_dict(),
+            "duration_s": outcome.duration_s,
+            "log_path": str(log_copy) if log_copy else "",
+        }
+    )
 
 
 def _keep_log(work: Path) -> Path | None:

@@ -17,6 +17,15 @@ from autotune.config import CACHE_MODES, MIN_IMGSZ, TrainConfig
 from autotune.errors import UserError
 
 STRIDE = 32  # Ultralytics rounds imgsz up to a multiple of the largest stride
+# Ultralytics' own checks before it builds a cache (BaseDataset.check_cache_ram / check_cache_disk): it needs
+# twice the cache's size in available RAM, and the .npy files' size plus 10% free on disk, or it drops the cache.
+RAM_MARGIN = 2.0
+DISK_MARGIN = 1.1
+
+
+def cache_fits(mode: str, cache_bytes: int, available: int) -> bool:
+    """Ultralytics' rule for whether a cache of this size may be built with this much RAM (ram) or disk (disk)."""
+    return {"ram": RAM_MARGIN, "disk": DISK_MARGIN}.get(mode, 0.0) * cache_bytes <= available
 
 
 @dataclass(frozen=True)
@@ -148,12 +157,12 @@ def cache_bytes(size: DatasetSize, mode: str, imgsz: int) -> int:
 def cache_violation(size: DatasetSize, mode: str, imgsz: int, ram_available: int, disk_free: int) -> str | None:
     """Why this cache mode cannot work here (Ultralytics' own margins), or None."""
     need = cache_bytes(size, mode, imgsz)
-    if mode == "ram" and 2 * need > ram_available:
+    if mode == "ram" and not cache_fits("ram", need, ram_available):
         return (
             f"cache=ram needs {need / 2**30:.1f} GiB (twice that free, Ultralytics' rule); "
             f"{ram_available / 2**30:.1f} GiB available"
         )
-    if mode == "disk" and 1.1 * need > disk_free:
+    if mode == "disk" and not cache_fits("disk", need, disk_free):
         return f"cache=disk needs {need / 2**30:.1f} GiB of .npy files (+10%); {disk_free / 2**30:.1f} GiB free"
     return None
 
