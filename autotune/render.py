@@ -357,6 +357,14 @@ def search_view(o: SearchOutcome, profile_path: str | None) -> Group:
         if not same_size:
             line.append(f"  (at imgsz {w.config['imgsz']} vs {b['imgsz']}: a smaller image is not a free win)")
         parts.append(line)
+        if (w.epoch_s or 0) > base_epoch:
+            parts.append(
+                Text(
+                    "the baseline is faster than every configuration tried: keep it, widen the space "
+                    "(--batch, --workers, --imgsz, --cache), or give the search more budget",
+                    style="bold yellow",
+                )
+            )
         parts.append(Text(f"picked: {o.pick_reason}", style="dim"))
     elif o.baseline and not o.baseline.ok:
         parts.append(Text(f"baseline probe: {o.baseline.status}: {o.baseline.reason}", style="yellow"))

@@ -288,7 +288,8 @@ class Search:
     def _open_study(self, storage: Any) -> Any:
         import optuna
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # Optuna logs a failed trial with its traceback; autotune reports failures and Ctrl-C in its own words
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
         study = optuna.create_study(
             study_name=self.s.study,
             storage=storage,
