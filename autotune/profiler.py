@@ -201,6 +201,12 @@ def profile(
             f"on a CPU-only machine the loader workers and the model share the same {cores} cores: each ceiling "
             "is measured alone, so together they reach less than either"
         )
+    if config.device == "cpu" and diagnosis is not None and diagnosis.verdict != "data-bound":
+        notes.append(
+            "the cache's break-even assumes the loader limits the run; here it does not, but on a CPU-only "
+            "machine every image decode takes CPU time from the model, so a cache can still shorten the epoch: "
+            "probe cache=ram or cache=disk to measure it"
+        )
     util = e2e.extras.get("utilisation")
     if util and util.get("overhead", 0) > 0.03:
         notes.append(f"the utilisation sampler cost {util['overhead']:.1%} of the probe's CPU time (target < 3%)")
