@@ -14,7 +14,7 @@ def data(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("cli") / "ds")
 
 
-def _bad(args: list[str], expected: str) -> None:
+def _bad(args: list[str], expected: str):
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
@@ -22,6 +22,7 @@ def _bad(args: list[str], expected: str) -> None:
     assert len(lines) == 1, lines
     assert lines[0].startswith("autotune: error:")
     assert expected in lines[0]
+    return result
 
 
 def test_missing_data_yaml(tmp_path):
@@ -90,9 +91,5 @@ def test_unknown_option_is_a_usage_error():
     ],
 )
 def test_bad_search_options(data, args, expected):
-    result = runner.invoke(app, ["search", "--data", str(data), "--device", "cpu", *args])
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("autotune: error:"), lines
-    assert expected in lines[0]
+    result = _bad(["search", "--data", str(data), "--device", "cpu", *args], expected)
     assert "hunter2" not in result.output  # a storage password is never printed
