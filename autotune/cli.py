@@ -278,13 +278,13 @@ def search(
     import psutil
     from rich.live import Live
 
-    from autotune import profiles
     from autotune.config import Workload, parse_duration, resolve_model
     from autotune.demo import cache_root
     from autotune.machine import default_device, fingerprint
+    from autotune.plan import check_space_not_empty, make_plan, with_autobatch_seed, write_winner_profile
     from autotune.probe import probe as run_probe
     from autotune.render import SearchProgress, search_view
-    from autotune.search import Search, check_space_not_empty, make_plan, open_storage, outcome_to_dict
+    from autotune.search import Search, open_storage, outcome_to_dict
 
     budget_s = parse_duration(budget)
     target_s = parse_duration(target_epoch) if target_epoch else None
@@ -319,18 +319,9 @@ def search(
     check_space_not_empty(plan, ram, disk)
     store = open_storage(plan.settings.storage)
     if device != "cpu":  # on a GPU, Ultralytics' AutoBatch answer is a seed inside the space
-        from dataclasses import replace
-
-        from autotune.autobatch import autobatch
-
         with err.status("asking Ultralytics AutoBatch for a seed batch size..."):
-            ab = autobatch(workload, max(plan.space.imgsz), device, plan.settings.memory_limit_fraction)
-        if isinstance(ab, int):
-            seed_cfg = plan.settings.baseline.with_(batch=ab, imgsz=max(plan.space.imgsz))
-            plan = replace(plan, settings=replace(plan.settings, seeds=(seed_cfg,)))
-            err.print(f"[dim]AutoBatch suggests batch {ab} at imgsz {max(plan.space.imgsz)}: enqueued as a seed[/dim]")
-        else:
-            err.print(f"[dim]AutoBatch gave no seed: {ab}[/dim]")
+            plan, said = with_autobatch_seed(plan, device)
+        err.print(f"[dim]{said}[/dim]")
     for note in plan.notes:
         err.print(f"[dim]{note}[/dim]")
     err.print(f"[dim]space: {plan.space.describe()}; study {plan.settings.study}[/dim]")
@@ -351,22 +342,8 @@ def search(
     )
     with Live(view, console=err, refresh_per_second=2, transient=True):
         outcome = runner.run()
-    profile_path = None
-    if outcome.winner is not None:
-        w = outcome.winner
-        config = plan.settings.baseline.with_(**{k: w.config[k] for k in ("batch", "workers", "imgsz", "cache")})
-        meta = {
-            "study": outcome.study,
-            "storage": outcome.storage,
-            "trial": w.number,
-            "images_per_s": w.images_per_s,
-            "epoch_s": w.epoch_s,
-            "n_train": plan.n_train,
-            "machine_summary": machine.summary(),
-            "machine": machine.to_dict(),
-            "pick": outcome.pick_reason,
-        }
-        profile_path = str(profiles.write(Path("profiles") / f"{outcome.study}.yaml", config, workload, meta))
+    written = write_winner_profile(plan, outcome)
+    profile_path = str(written) if written else None
     if as_json:
         print(json.dumps({**outcome_to_dict(outcome), "profile": profile_path}))
     else:

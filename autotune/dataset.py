@@ -128,6 +128,20 @@ def choose_subset(counts: list[int], n: int, seed: int, top_share: float = 0.1) 
     return sorted(chosen)
 
 
+def image_sizes(paths: list[str] | tuple[str, ...]) -> list[tuple[int, int]]:
+    """(width, height) of each readable image, from its header alone (no decoding)."""
+    from PIL import Image
+
+    sizes = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                sizes.append(im.size)
+        except OSError:
+            continue
+    return sizes
+
+
 def stale_npy(images: list[str] | tuple[str, ...]) -> list[str]:
     """.npy files beside the user's images: Ultralytics loads them in every cache mode when newer than the image."""
     return [str(Path(im).with_suffix(".npy")) for im in images if Path(im).with_suffix(".npy").exists()]

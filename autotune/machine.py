@@ -205,17 +205,6 @@ def available_ram_bytes() -> int:
     return psutil.virtual_memory().available
 
 
-def wait_for_exit(pids: list[int], timeout_s: float) -> list[int]:
-    """Pids still alive after waiting up to timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-        if alive:
-            time.sleep(0.05)
-    return alive
-
-
 def default_device() -> str:
     """'0' where CUDA works, else 'cpu'."""
     import torch

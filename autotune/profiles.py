@@ -19,7 +19,7 @@ from autotune.errors import UserError
 
 
 @dataclass(frozen=True)
-class Profile:
+class SavedProfile:
     cfg: dict[str, Any]  # Ultralytics training arguments
     meta: dict[str, Any]  # study, machine, measured images/s, projected epoch, ...
 
@@ -65,7 +65,7 @@ def write(path: Path, config: TrainConfig, workload: Workload, meta: dict[str, A
     return path
 
 
-def read(path: Path) -> Profile:
+def read(path: Path) -> SavedProfile:
     if not path.is_file():
         raise UserError(f"profile {path} not found (autotune search writes profiles/<study>.yaml)")
     try:
@@ -74,4 +74,4 @@ def read(path: Path) -> Profile:
         raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     side = path.with_suffix(".json")
     meta = json.loads(side.read_text()) if side.is_file() else {}
-    return Profile(cfg=cfg or {}, meta=meta)
+    return SavedProfile(cfg=cfg or {}, meta=meta)

@@ -31,11 +31,11 @@ from autotune.space import (
     DatasetSize,
     MemoryModel,
     Space,
-    build_space,
     cache_violation,
     fit_memory_model,
     memory_violation,
 )
+from autotune.stats import projected_epoch_s
 
 INFEASIBLE_S = 1e9  # objective value of an infeasible trial: constraints carry the why, this keeps it last
 PRUNE_FACTOR = 1.5  # "clearly slower": the running projection is 1.5x the best finished trial's
@@ -423,8 +423,7 @@ class Search:
             self.on_event("beat", beat)
             if beat.get("phase") != "measure" or not beat.get("window_s"):
                 return False
-            ips = config.batch / beat["window_s"]
-            trial.report(self.n_train / ips, step=int(beat.get("measured", 0)))
+            trial.report(projected_epoch_s(self.n_train, config.batch / beat["window_s"]), int(beat.get("measured", 0)))
             return trial.should_prune()
 
         result = self._reuse_baseline(config) or self._probe(config, on_progress)
@@ -446,7 +445,7 @@ class Search:
         trial.set_constraint("other", 0.0)
         trial.set_user_attr("images_per_s", result.stats.images_per_s)
         trial.set_user_attr("sec_per_iter", result.stats.sec_per_iter_median)
-        value = self.n_train / result.stats.images_per_s
+        value = projected_epoch_s(self.n_train, result.stats.images_per_s)
         self.on_event("done", {"number": trial.number, "config": config, "epoch_s": value, "result": result})
         return value
 
@@ -519,128 +518,3 @@ def outcome_to_dict(o: SearchOutcome) -> dict[str, Any]:
     d["baseline_end"] = o.baseline_end.to_dict() if o.baseline_end else None
     d["drift"] = o.drift
     return d
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything a search needs, resolved from the command line before any probe runs."""
-
-    settings: SearchSettings
-    space: Space
-    workload: Workload
-    machine: Machine
-    dataset: DatasetSize
-    n_train: int
-    notes: tuple[str, ...]
-
-
-def dataset_size(train: tuple[str, ...], val: tuple[str, ...], sample: int = 32) -> DatasetSize:
-    """Image count and mean size from a sample of image headers (no decoding)."""
-    from PIL import Image
-
-    pixels, aspects = [], []
-    step = max(1, len(train) // sample)
-    for p in train[::step][:sample]:
-        try:
-            with Image.open(p) as im:
-                pixels.append(im.width * im.height)
-                aspects.append(min(im.size) / max(im.size))
-        except OSError:
-            continue
-    n = len(train) + len(val)
-    if not pixels:
-        return DatasetSize(n, 640 * 640, 1.0)
-    return DatasetSize(n, sum(pixels) / len(pixels), sum(aspects) / len(aspects))
-
-
-def make_plan(
-    workload: Workload,
-    device: str,
-    budget_s: float,
-    batch: str | None,
-    workers: str | None,
-    imgsz: str | None,
-    cache: str | None,
-    vram_limit: str | None,
-    baseline: str | None,
-    target_epoch_s: float | None,
-    storage: str | None,
-    study: str | None,
-    seed: int,
-    fresh: bool,
-    machine: Machine,
-    iters: int | None = None,
-) -> Plan:
-    """Resolve the space, baseline, limits and names; every bad value is a UserError here."""
-    import datetime as dt
-
-    from autotune.config import parse_assignments, parse_memory_limit
-    from autotune.dataset import load_dataset
-    from autotune.demo import cache_root
-    from autotune.machine import default_workers
-
-    info = load_dataset(workload.data)
-    cpu_only = device == "cpu"
-    notes: list[str] = []
-    limit_total = machine.gpus[int(device)].memory_bytes if not cpu_only and machine.gpus else machine.ram_bytes
-    limit = parse_memory_limit(vram_limit, limit_total) if vram_limit else None
-    max_batch = 32 if cpu_only else 256
-    b = TrainConfig(workers=default_workers(), device=device)  # Ultralytics' defaults, workers capped as it caps them
-    space = build_space(batch, workers, imgsz, cache, cpu_only, machine.usable_cores, b.imgsz, max_batch)
-    if cpu_only:
-        b = b.with_(imgsz=max(space.imgsz))
-        notes.append(
-            f"CPU only: small image sizes ({', '.join(map(str, space.imgsz))}) and short probes; the baseline is "
-            f"Ultralytics' defaults at imgsz {b.imgsz} instead of 640 (--baseline imgsz=640 measures that)"
-        )
-    if baseline:
-        fields_ = parse_assignments(baseline)
-        unknown = set(fields_) - {"batch", "workers", "imgsz", "cache"}
-        if unknown:
-            raise UserError(f"--baseline takes batch, workers, imgsz and cache, not {', '.join(sorted(unknown))}")
-        try:
-            b = b.with_(**{k: (v if k == "cache" else int(v)) for k, v in fields_.items()})
-        except ValueError:
-            raise UserError(f"cannot read --baseline {baseline!r}: whole numbers for batch, workers, imgsz") from None
-    options = ProbeOptions(iters=iters or probe_iters(budget_s, cpu_only), warmup_max=15 if cpu_only else 30)
-    url = storage or f"sqlite:///{cache_root() / 'studies.db'}"
-    n_train = len(info.train)
-    name = study or default_study_name(workload, machine, space, f"{info.yaml_path}:{n_train}:{len(info.val)}")
-    if fresh:
-        name = f"{name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    settings = SearchSettings(
-        budget_s=budget_s,
-        storage=url,
-        study=name,
-        baseline=b,
-        probe_options=options,
-        memory_limit_bytes=limit,
-        target_epoch_s=target_epoch_s,
-        seed=seed,
-        memory_limit_fraction=limit / limit_total if limit else None,
-    )
-    return Plan(settings, space, workload, machine, dataset_size(info.train, info.val), n_train, tuple(notes))
-
-
-def probe_iters(budget_s: float, cpu_only: bool) -> int:
-    """Measured iterations per probe, fitted to the budget: short budgets buy more trials with shorter windows
-    (a CPU iteration takes a second at most sizes here, a GPU one a tenth of that)."""
-    if cpu_only:
-        return 6 if budget_s < 300 else 10
-    return 12 if budget_s < 600 else 20
-
-
-def check_space_not_empty(plan: Plan, ram_available: int, disk_free: int) -> None:
-    """Refuse a space where nothing can run: every cache mode impossible, or the limit below any config."""
-    sp, ds = plan.space, plan.dataset
-    possible = [
-        m for m in sp.cache if any(cache_violation(ds, m, s, ram_available, disk_free) is None for s in sp.imgsz)
-    ]
-    if not possible:
-        reasons = "; ".join(cache_violation(ds, m, min(sp.imgsz), ram_available, disk_free) or "" for m in sp.cache)
-        raise UserError(f"nothing in the search space can run here: {reasons}")
-    limit = plan.settings.memory_limit_bytes
-    if limit is not None and limit < 256 * 2**20:
-        raise UserError(
-            f"memory limit {limit / 2**20:.0f} MiB is below what any training process needs (~256 MiB): nothing fits"
-        )

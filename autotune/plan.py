@@ -1,0 +1,164 @@
+"""Resolving a search from what the user typed: space, baseline, limits, names; and handing the winner over.
+
+Everything here runs before the first probe (so bad input is one line and nothing is stored) or after the
+last one (the profile file); the study itself lives in search.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from autotune import profiles
+from autotune.config import ProbeOptions, TrainConfig, Workload, parse_assignments, parse_memory_limit
+from autotune.dataset import image_sizes, load_dataset
+from autotune.demo import cache_root
+from autotune.errors import UserError
+from autotune.machine import Machine, default_workers
+from autotune.search import SearchOutcome, SearchSettings, default_study_name
+from autotune.space import DatasetSize, Space, build_space, cache_violation
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a search needs, resolved from the command line before any probe runs."""
+
+    settings: SearchSettings
+    space: Space
+    workload: Workload
+    machine: Machine
+    dataset: DatasetSize
+    n_train: int
+    notes: tuple[str, ...]
+
+
+def dataset_size(train: tuple[str, ...], val: tuple[str, ...], sample: int = 32) -> DatasetSize:
+    """Image count and mean size from a sample of image headers (no decoding)."""
+    step = max(1, len(train) // sample)
+    sizes = image_sizes(train[::step][:sample])
+    n = len(train) + len(val)
+    if not sizes:
+        return DatasetSize(n, 640 * 640, 1.0)
+    return DatasetSize(n, sum(w * h for w, h in sizes) / len(sizes), sum(min(s) / max(s) for s in sizes) / len(sizes))
+
+
+def make_plan(
+    workload: Workload,
+    device: str,
+    budget_s: float,
+    batch: str | None,
+    workers: str | None,
+    imgsz: str | None,
+    cache: str | None,
+    vram_limit: str | None,
+    baseline: str | None,
+    target_epoch_s: float | None,
+    storage: str | None,
+    study: str | None,
+    seed: int,
+    fresh: bool,
+    machine: Machine,
+    iters: int | None = None,
+) -> Plan:
+    """Resolve the space, baseline, limits and names; every bad value is a UserError here."""
+    info = load_dataset(workload.data)
+    cpu_only = device == "cpu"
+    notes: list[str] = []
+    limit_total = machine.gpus[int(device)].memory_bytes if not cpu_only and machine.gpus else machine.ram_bytes
+    limit = parse_memory_limit(vram_limit, limit_total) if vram_limit else None
+    max_batch = 32 if cpu_only else 256
+    b = TrainConfig(workers=default_workers(), device=device)  # Ultralytics' defaults, workers capped as it caps them
+    space = build_space(batch, workers, imgsz, cache, cpu_only, machine.usable_cores, b.imgsz, max_batch)
+    if cpu_only:
+        b = b.with_(imgsz=max(space.imgsz))
+        notes.append(
+            f"CPU only: small image sizes ({', '.join(map(str, space.imgsz))}) and short probes; the baseline is "
+            f"Ultralytics' defaults at imgsz {b.imgsz} instead of 640 (--baseline imgsz=640 measures that)"
+        )
+    if baseline:
+        fields_ = parse_assignments(baseline)
+        unknown = set(fields_) - {"batch", "workers", "imgsz", "cache"}
+        if unknown:
+            raise UserError(f"--baseline takes batch, workers, imgsz and cache, not {', '.join(sorted(unknown))}")
+        try:
+            b = b.with_(**{k: (v if k == "cache" else int(v)) for k, v in fields_.items()})
+        except ValueError:
+            raise UserError(f"cannot read --baseline {baseline!r}: whole numbers for batch, workers, imgsz") from None
+    options = ProbeOptions(iters=iters or probe_iters(budget_s, cpu_only), warmup_max=15 if cpu_only else 30)
+    url = storage or f"sqlite:///{cache_root() / 'studies.db'}"
+    n_train = len(info.train)
+    name = study or default_study_name(workload, machine, space, f"{info.yaml_path}:{n_train}:{len(info.val)}")
+    if fresh:
+        name = f"{name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    settings = SearchSettings(
+        budget_s=budget_s,
+        storage=url,
+        study=name,
+        baseline=b,
+        probe_options=options,
+        memory_limit_bytes=limit,
+        target_epoch_s=target_epoch_s,
+        seed=seed,
+        memory_limit_fraction=limit / limit_total if limit else None,
+    )
+    return Plan(settings, space, workload, machine, dataset_size(info.train, info.val), n_train, tuple(notes))
+
+
+def probe_iters(budget_s: float, cpu_only: bool) -> int:
+    """Measured iterations per probe, fitted to the budget: short budgets buy more trials with shorter windows
+    (a CPU iteration takes a second at most sizes here, a GPU one a tenth of that)."""
+    if cpu_only:
+        return 6 if budget_s < 300 else 10
+    return 12 if budget_s < 600 else 20
+
+
+def check_space_not_empty(plan: Plan, ram_available: int, disk_free: int) -> None:
+    """Refuse a space where nothing can run: every cache mode impossible, or the limit below any config."""
+    sp, ds = plan.space, plan.dataset
+    possible = [
+        m for m in sp.cache if any(cache_violation(ds, m, s, ram_available, disk_free) is None for s in sp.imgsz)
+    ]
+    if not possible:
+        reasons = "; ".join(cache_violation(ds, m, min(sp.imgsz), ram_available, disk_free) or "" for m in sp.cache)
+        raise UserError(f"nothing in the search space can run here: {reasons}")
+    limit = plan.settings.memory_limit_bytes
+    if limit is not None and limit < 256 * 2**20:
+        raise UserError(
+            f"memory limit {limit / 2**20:.0f} MiB is below what any training process needs (~256 MiB): nothing fits"
+        )
+
+
+def with_autobatch_seed(plan: Plan, device: str) -> tuple[Plan, str]:
+    """On a GPU, enqueue Ultralytics' AutoBatch batch size (at the largest searched imgsz) as a seed."""
+    from autotune.autobatch import autobatch
+
+    size = max(plan.space.imgsz)
+    ab = autobatch(plan.workload, size, device, plan.settings.memory_limit_fraction)
+    if not isinstance(ab, int):
+        return plan, f"AutoBatch gave no seed: {ab}"
+    seed = plan.settings.baseline.with_(batch=ab, imgsz=size)
+    return replace(plan, settings=replace(plan.settings, seeds=(seed,))), (
+        f"AutoBatch suggests batch {ab} at imgsz {size}: enqueued as a seed"
+    )
+
+
+def write_winner_profile(plan: Plan, outcome: SearchOutcome, folder: Path = Path("profiles")) -> Path | None:
+    """profiles/<study>.yaml for the winner: exactly the settings that were measured, and what was measured."""
+    w = outcome.winner
+    if w is None:
+        return None
+    config = plan.settings.baseline.with_(**{k: w.config[k] for k in ("batch", "workers", "imgsz", "cache")})
+    meta: dict[str, Any] = {
+        "study": outcome.study,
+        "storage": outcome.storage,
+        "trial": w.number,
+        "images_per_s": w.images_per_s,
+        "epoch_s": w.epoch_s,
+        "n_train": plan.n_train,
+        "machine_summary": plan.machine.summary(),
+        "machine": plan.machine.to_dict(),
+        "pick": outcome.pick_reason,
+    }
+    return profiles.write(folder / f"{outcome.study}.yaml", config, plan.workload, meta)
