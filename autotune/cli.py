@@ -262,6 +262,10 @@ def search(
     target_epoch: Annotated[
         str | None, typer.Option(help="pick the largest image size whose epoch fits, e.g. 30min")
     ] = None,
+    tries: Annotated[
+        list[str] | None,
+        typer.Option("--try", help="a config to measure early, e.g. batch=64,cache=ram (repeatable; inside the space)"),
+    ] = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL; default an SQLite file")] = None,
     study: Annotated[str | None, typer.Option(help="study name; default derived from workload, machine, space")] = None,
     seed: Annotated[int, typer.Option(help="sampler seed")] = 0,
@@ -314,6 +318,7 @@ def search(
         fresh,
         machine,
         iters,
+        tuple(tries or ()),
     )
     ram, disk = psutil.virtual_memory().available, shutil.disk_usage(Path(workload.data).parent).free
     check_space_not_empty(plan, ram, disk)

@@ -61,6 +61,7 @@ def make_plan(
     fresh: bool,
     machine: Machine,
     iters: int | None = None,
+    tries: tuple[str, ...] = (),
 ) -> Plan:
     """Resolve the space, baseline, limits and names; every bad value is a UserError here."""
     info = load_dataset(workload.data)
@@ -78,14 +79,11 @@ def make_plan(
             f"Ultralytics' defaults at imgsz {b.imgsz} instead of 640 (--baseline imgsz=640 measures that)"
         )
     if baseline:
-        fields_ = parse_assignments(baseline)
-        unknown = set(fields_) - {"batch", "workers", "imgsz", "cache"}
-        if unknown:
-            raise UserError(f"--baseline takes batch, workers, imgsz and cache, not {', '.join(sorted(unknown))}")
-        try:
-            b = b.with_(**{k: (v if k == "cache" else int(v)) for k, v in fields_.items()})
-        except ValueError:
-            raise UserError(f"cannot read --baseline {baseline!r}: whole numbers for batch, workers, imgsz") from None
+        b = _config_from(baseline, b, "--baseline")
+    seeds = tuple(_config_from(text, b, "--try") for text in tries)
+    for t in seeds:
+        if not space.contains(t):
+            raise UserError(f"--try {t.label()} is outside the search space ({space.describe()})")
     options = ProbeOptions(iters=iters or probe_iters(budget_s, cpu_only), warmup_max=15 if cpu_only else 30)
     url = storage or f"sqlite:///{cache_root() / 'studies.db'}"
     n_train = len(info.train)
@@ -102,8 +100,21 @@ def make_plan(
         target_epoch_s=target_epoch_s,
         seed=seed,
         memory_limit_fraction=limit / limit_total if limit else None,
+        seeds=seeds,
     )
     return Plan(settings, space, workload, machine, dataset_size(info.train, info.val), n_train, tuple(notes))
+
+
+def _config_from(text: str, base: TrainConfig, flag: str) -> TrainConfig:
+    """`base` with the batch/workers/imgsz/cache assignments in `text` (e.g. "batch=32,cache=ram") applied."""
+    fields_ = parse_assignments(text)
+    unknown = set(fields_) - {"batch", "workers", "imgsz", "cache"}
+    if unknown:
+        raise UserError(f"{flag} takes batch, workers, imgsz and cache, not {', '.join(sorted(unknown))}")
+    try:
+        return base.with_(**{k: (v if k == "cache" else int(v)) for k, v in fields_.items()})
+    except ValueError:
+        raise UserError(f"cannot read {flag} {text!r}: whole numbers for batch, workers, imgsz") from None
 
 
 def probe_iters(budget_s: float, cpu_only: bool) -> int:
@@ -136,12 +147,14 @@ def with_autobatch_seed(plan: Plan, device: str) -> tuple[Plan, str]:
 
     size = max(plan.space.imgsz)
     ab = autobatch(plan.workload, size, device, plan.settings.memory_limit_fraction)
+    asked = {"imgsz": size, "fraction": plan.settings.memory_limit_fraction}
     if not isinstance(ab, int):
-        return plan, f"AutoBatch gave no seed: {ab}"
+        return replace(plan, settings=replace(plan.settings, autobatch={**asked, "error": ab})), (
+            f"AutoBatch gave no seed: {ab}"
+        )
     seed = plan.settings.baseline.with_(batch=ab, imgsz=size)
-    return replace(plan, settings=replace(plan.settings, seeds=(seed,))), (
-        f"AutoBatch suggests batch {ab} at imgsz {size}: enqueued as a seed"
-    )
+    settings = replace(plan.settings, seeds=(*plan.settings.seeds, seed), autobatch={**asked, "batch": ab})
+    return replace(plan, settings=settings), f"AutoBatch suggests batch {ab} at imgsz {size}: enqueued as a seed"
 
 
 def write_winner_profile(plan: Plan, outcome: SearchOutcome, folder: Path = Path("profiles")) -> Path | None:

@@ -72,6 +72,7 @@ class SearchSettings:
     seeds: tuple[TrainConfig, ...] = ()  # extra seeds inside the space (AutoBatch's batch on a GPU)
     memory_limit_fraction: float | None = None  # the limit as a share of the device, for AutoBatch
     end_reserve_s: float | None = None  # kept back for the baseline's repeat; None: as long as the baseline took
+    autobatch: dict[str, Any] | None = None  # AutoBatch's answer on a GPU: imgsz, fraction, batch or error
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class SearchOutcome:
     elapsed_s: float
     notes: tuple[str, ...] = field(default_factory=tuple)
     interrupted: bool = False
+    autobatch: dict[str, Any] | None = None  # AutoBatch's answer this run or an earlier one (study attribute)
 
     @property
     def drift(self) -> float | None:
@@ -307,6 +309,8 @@ class Search:
             study.set_user_attr("baseline_config", self.s.baseline.to_dict())
             study.set_user_attr("memory_limit_bytes", self.s.memory_limit_bytes)
             study.set_user_attr("autotune_version", __version__)
+            if self.s.autobatch:
+                study.set_user_attr("autobatch", self.s.autobatch)
             return study
         if ua.get("machine_id") != self.machine.identity_hash():
             theirs = Machine.from_dict(ua["machine"]).summary() if "machine" in ua else "another machine"
@@ -509,6 +513,7 @@ class Search:
             elapsed_s=self.clock() - self.t0,
             notes=tuple(self.notes),
             interrupted=interrupted,
+            autobatch=self.s.autobatch or self.study.user_attrs.get("autobatch"),
         )
 
 

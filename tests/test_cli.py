@@ -87,6 +87,8 @@ def test_unknown_option_is_a_usage_error():
         (["--vram-limit", "lots"], "memory limit"),
         (["--vram-limit", "10MiB"], "nothing fits"),
         (["--baseline", "speed=9"], "--baseline takes"),
+        (["--try", "batch=500"], "outside the search space"),
+        (["--try", "batch=many"], "cannot read --try"),
         (["--target-epoch", "soon"], "cannot read duration"),
     ],
 )

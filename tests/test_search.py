@@ -80,7 +80,7 @@ class FakeProbe:
 
 
 def make_search(storage, clock, probe, budget_s=600.0, limit=None, ram=64 * GIB, disk=10**13, target=None,
-                machine=MACHINE, space=SPACE, baseline=BASELINE, end_reserve=None):
+                machine=MACHINE, space=SPACE, baseline=BASELINE, end_reserve=None, seeds=(), autobatch=None):
     settings = SearchSettings(
         budget_s=budget_s,
         storage="sqlite:///:memory:",
@@ -90,6 +90,8 @@ def make_search(storage, clock, probe, budget_s=600.0, limit=None, ram=64 * GIB,
         memory_limit_bytes=limit,
         target_epoch_s=target,
         end_reserve_s=end_reserve,
+        seeds=seeds,
+        autobatch=autobatch,
     )
     return Search(settings, space, WORKLOAD, machine, DATASET, 800, probe, storage, clock=clock,
                   ram_available=ram, disk_free=disk)
@@ -134,6 +136,20 @@ def test_over_the_limit_and_oom_are_completed_infeasible_trials():
             assert t.value == INFEASIBLE_S
             assert t.constraints["memory"] > 0
     assert all(t.peak_memory_bytes is None or t.peak_memory_bytes <= limit for t in out.trials if t.feasible)
+
+
+def test_a_seed_that_runs_out_of_memory_is_measured_early_and_kept_at_its_batch():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    probe = FakeProbe(clock, seconds=10, oom_above=0.5 * GIB + 24 * 128**2 * 200)
+    big = BASELINE.with_(batch=32)
+    ab = {"imgsz": 128, "fraction": 0.3, "batch": 32}
+    out = make_search(storage, clock, probe, budget_s=200, seeds=(big,), autobatch=ab).run()
+    assert probe.calls[1] == big  # right after the baseline (whose first trial reuses its reference probe)
+    t = next(t for t in out.trials if t.number == 1)  # trial 0 is the baseline's, 1 the seed's
+    assert t.config["batch"] == 32
+    assert (t.state, t.feasible, t.status) == ("COMPLETE", False, "oom")
+    assert out.autobatch == ab
+    assert optuna.load_study(study_name="test", storage=storage).user_attrs["autobatch"] == ab
 
 
 def test_cache_without_the_ram_is_a_constraint_violation_not_a_removed_choice():

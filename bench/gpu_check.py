@@ -1,0 +1,322 @@
+"""The GPU check: autotune's GPU-only paths exercised end to end on a lent GPU machine, in under 5 minutes.
+
+Steps, each a real `python -m autotune ...` run (the user's path) or a call into the package:
+  1. the machine: GPU name, memory, driver, torch;
+  2. the embedded default workload (1000 synthetic 1280x720 frames), trained at imgsz 640;
+  3. probes at batch 16 and 64 (no memory limit);
+  4. a forced OOM: batch 512 under an enforced limit of 0.3 of the card, expected status `oom` at batch 512;
+  5. a search of about 90 s under that limit, with batch 512 as an early `--try`, so the study holds an OOM trial
+     recorded as infeasible (a completed trial with the OOM reason, not a halved batch); the search asks
+     Ultralytics' AutoBatch for its batch at the same fraction and measures it as a seed trial.
+Results: gpu_check.md and gpu_check.json in --out ($OUT when set). Exit 2 with one line where no CUDA GPU is seen.
+
+`--rehearse-on-cpu` runs the same steps on a CPU with tiny sizes, to test this script where no GPU is lent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # autotune from this checkout, installed or not (the GPU machine has no install)
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    argv: tuple[str, ...]
+    rc: int
+    wall_s: float
+    result: Any  # the command's --json output, its last stdout line when not JSON, or None
+    stderr_tail: str
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What the check runs at: real GPU sizes, or tiny ones for a CPU rehearsal."""
+
+    device: str
+    imgsz: int
+    batches: tuple[int, int]
+    oom_batch: int
+    limit: str  # memory limit (a fraction of the card; RAM on a CPU)
+    search_batch: str
+    budget: str
+    iters: int
+
+
+GPU = Sizes(device="0", imgsz=640, batches=(16, 64), oom_batch=512, limit="0.3", search_batch="16-512",
+            budget="90s", iters=20)  # fmt: skip
+CPU = Sizes(device="cpu", imgsz=96, batches=(4, 8), oom_batch=16, limit="0.92GiB", search_batch="4-16",
+            budget="60s", iters=4)  # fmt: skip
+
+
+def run_cli(name: str, args: list[str], timeout_s: float, env: dict[str, str]) -> Step:
+    """`python -m autotune <args>`; its stdout is one JSON object (--json), its stderr the human progress."""
+    argv = (sys.executable, "-m", "autotune", *args)
+    print(f"[gpu_check] {name}: autotune {' '.join(args)}", flush=True)
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=ROOT)
+        rc, out, errs = p.returncode, p.stdout, p.stderr
+    except subprocess.TimeoutExpired as e:
+        rc, out, errs = 124, (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), ""
+    wall = time.monotonic() - t0
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    try:
+        result = json.loads(last) if last else None
+    except json.JSONDecodeError:
+        result = last  # a plain answer, such as demo-data's data.yaml path
+    tail = "\n".join(errs.strip().splitlines()[-6:])
+    print(f"[gpu_check] {name}: exit {rc} in {wall:.1f} s", flush=True)
+    if rc not in (0, 1) or result is None:
+        print(tail, flush=True)
+    return Step(name, tuple(args), rc, round(wall, 2), result, tail)
+
+
+def machine_facts(device: str) -> dict[str, Any]:
+    import torch
+
+    facts: dict[str, Any] = {"python": sys.version.split()[0], "torch": torch.__version__}
+    try:
+        import ultralytics
+
+        facts["ultralytics"] = ultralytics.__version__
+    except ImportError as e:
+        facts["ultralytics"] = f"missing: {e}"
+    if device != "cpu":
+        props = torch.cuda.get_device_properties(int(device))
+        facts.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / GiB, 1), cuda=torch.version.cuda)
+        q = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+        )
+        facts["driver"] = q.stdout.strip() or None
+    facts["cpus"] = os.cpu_count()
+    return facts
+
+
+def probe_row(step: Step) -> dict[str, Any]:
+    """The few numbers of a probe that the table shows."""
+    r = step.result or {}
+    stats, mem, eff = r.get("stats") or {}, r.get("memory") or {}, r.get("effective") or {}
+    gpu = mem.get("peak_gpu_reserved_bytes")
+    return {
+        "step": step.name,
+        "status": r.get("status", f"exit {step.rc}"),
+        "reason": r.get("reason", ""),
+        "batch requested": (r.get("requested") or {}).get("batch"),
+        "batch effective": eff.get("batch"),
+        "amp": eff.get("amp"),
+        "images/s": round(stats["images_per_s"], 1) if stats.get("images_per_s") else None,
+        "data stall": round(stats["stall_fraction"], 3) if stats.get("stall_fraction") is not None else None,
+        "peak GPU reserved GiB": round(gpu / GiB, 2) if gpu else None,
+        "GPU limit GiB": round(mem["gpu_limit_bytes"] / GiB, 2) if mem.get("gpu_limit_bytes") else None,
+        "wall s": step.wall_s,
+    }
+
+
+def search_rows(step: Step) -> list[dict[str, Any]]:
+    r = step.result or {}
+    return [
+        {
+            "trial": t["number"],
+            "config": t["config"],
+            "state": t["state"],
+            "status": t["status"],
+            "feasible": t["feasible"],
+            "images/s": round(t["images_per_s"], 1) if t.get("images_per_s") else None,
+            "peak GiB": round(t["peak_memory_bytes"] / GiB, 2) if t.get("peak_memory_bytes") else None,
+            "reason": t["reason"],
+        }
+        for t in r.get("trials", [])
+    ]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(none)\n"
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join("" if r.get(k) is None else str(r.get(k)) for k in keys) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def checks(probes: list[Step], oom: Step, search: Step | None, sizes: Sizes) -> list[tuple[str, bool, str]]:
+    """What must hold on a GPU: (claim, held, evidence)."""
+    out: list[tuple[str, bool, str]] = []
+    for s in probes:
+        r = s.result or {}
+        out.append((f"{s.name} ok", r.get("status") == "ok", f"status {r.get('status')}, exit {s.rc}"))
+    r = oom.result or {}
+    eff_batch = (r.get("effective") or {}).get("batch")
+    out.append(
+        (
+            f"batch {sizes.oom_batch} under limit {sizes.limit} is recorded as out of memory, at that batch",
+            r.get("status") in ("oom", "over_limit") and eff_batch in (None, sizes.oom_batch),
+            f"status {r.get('status')}, effective batch {eff_batch}: {r.get('reason', '')[:160]}",
+        )
+    )
+    if search is not None:
+        res = search.result or {}
+        trials = res.get("trials", [])
+        big = [t for t in trials if t["config"].get("batch") == sizes.oom_batch]
+        out.append(
+            (
+                f"the search's batch-{sizes.oom_batch} trial is a completed infeasible trial",
+                bool(big) and all(t["state"] == "COMPLETE" and not t["feasible"] for t in big),
+                "; ".join(f"#{t['number']} {t['state']} {t['status']}: {t['reason'][:100]}" for t in big) or "none",
+            )
+        )
+        w = res.get("winner")
+        out.append(("the search found a feasible winner", w is not None, json.dumps(w["config"]) if w else "none"))
+    return out
+
+
+def render_md(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    parts = [
+        "# GPU check\n",
+        f"Machine: {m.get('gpu', 'CPU rehearsal')}, {m.get('gpu_memory_gib', '-')} GiB, driver {m.get('driver')}, "
+        f"CUDA {m.get('cuda')}, torch {m['torch']}, ultralytics {m['ultralytics']}, Python {m['python']}, "
+        f"{m['cpus']} CPUs. Date {report['date']}.\n",
+        f"Command: `{report['command']}`; total {report['total_s']:.0f} s.\n",
+        "## Checks\n",
+        table([{"check": c, "held": "yes" if ok else "NO", "evidence": ev} for c, ok, ev in report["checks"]]),
+        "## Probes (imgsz {}, default workers)\n".format(report["sizes"]["imgsz"]),
+        table(report["probes"]),
+        "## AutoBatch\n",
+        f"{report['autobatch']}\n",
+        "## Search\n",
+    ]
+    s = report.get("search")
+    if s:
+        parts += [
+            f"`autotune {' '.join(s['argv'])}`: exit {s['rc']}, {s['wall_s']} s wall.\n",
+            f"Winner: {s['winner']}; against AutoBatch's batch: {s['vs_autobatch']}; stopped: {s['stop_reason']}\n",
+            table(s["trials"]),
+        ]
+    else:
+        parts.append("(not run: out of time)\n")
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or ROOT / "bench/results/gpu_check"))
+    ap.add_argument("--rehearse-on-cpu", action="store_true", help="tiny sizes on the CPU, to test this script")
+    ap.add_argument("--deadline", type=float, default=290.0, help="seconds; later steps are skipped past it")
+    args = ap.parse_args(argv)
+    t_start = time.monotonic()
+    sizes = CPU if args.rehearse_on_cpu else GPU
+    import torch
+
+    if not args.rehearse_on_cpu and not torch.cuda.is_available():
+        print("gpu_check: no CUDA GPU is visible to torch here; run it on a GPU machine (or --rehearse-on-cpu)")
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+    facts = machine_facts(sizes.device)
+    print(f"[gpu_check] machine: {json.dumps(facts)}", flush=True)
+
+    left = lambda: args.deadline - (time.monotonic() - t_start)  # noqa: E731
+    demo = run_cli("workload", ["demo-data"], 120, env)
+    common = ["--device", sizes.device, "--imgsz", str(sizes.imgsz), "--iters", str(sizes.iters), "--json"]
+    probes = [
+        run_cli(f"probe batch {b}", ["probe", "--batch", str(b), *common], max(30, min(120, left())), env)
+        for b in sizes.batches
+    ]
+    oom = run_cli(
+        f"probe batch {sizes.oom_batch}, limit {sizes.limit}",
+        ["probe", "--batch", str(sizes.oom_batch), "--memory-limit", sizes.limit, *common],
+        max(30, min(120, left())),
+        env,
+    )
+
+    search_step = None
+    budget_s = float(sizes.budget.rstrip("s"))
+    if left() > budget_s + 30:
+        search_step = run_cli(
+            "search",
+            [
+                "search",
+                "--budget",
+                sizes.budget,
+                "--device",
+                sizes.device,
+                "--imgsz",
+                str(sizes.imgsz),
+                "--batch",
+                sizes.search_batch,
+                "--vram-limit",
+                sizes.limit,
+                "--try",
+                f"batch={sizes.oom_batch}",
+                "--cache",
+                "none,ram",
+                "--fresh",
+                "--iters",
+                str(sizes.iters),
+                "--json",
+            ],
+            budget_s + 150,
+            env,
+        )
+    res = (search_step.result if search_step else None) or {}
+    ab_info = res.get("autobatch") or {}
+    ab: int | str = (
+        ab_info.get("batch")
+        or ab_info.get("error")
+        or ("n/a on a CPU" if sizes.device == "cpu" else "not asked (the search did not run)")
+    )
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "bash bench/gpu_check.sh" + (" --rehearse-on-cpu" if args.rehearse_on_cpu else ""),
+        "machine": facts,
+        "sizes": asdict(sizes),
+        "workload": {"data": demo.result, "wall_s": demo.wall_s, "log": demo.stderr_tail},
+        "probes": [probe_row(s) for s in [*probes, oom]],
+        "autobatch": (
+            f"AutoBatch (asked by the search, fraction {ab_info.get('fraction')}): batch {ab} at imgsz {sizes.imgsz}"
+            if isinstance(ab, int)
+            else ab
+        ),
+        "checks": checks(probes, oom, search_step, sizes),
+        "raw": {"probes": [asdict(s) for s in [*probes, oom]]},
+    }
+    if search_step is not None:
+        w = res.get("winner")
+        vs_ab = "n/a"
+        abt = [t for t in res.get("trials", []) if isinstance(ab, int) and t["config"].get("batch") == ab]
+        if w and abt and abt[0].get("images_per_s"):
+            vs_ab = f"{w['images_per_s'] / abt[0]['images_per_s']:.2f}x (trial #{abt[0]['number']})"
+        report["search"] = {
+            "argv": search_step.argv,
+            "rc": search_step.rc,
+            "wall_s": search_step.wall_s,
+            "winner": f"{w['config']} at {w['images_per_s']:.1f} images/s" if w else None,
+            "vs_autobatch": vs_ab,
+            "stop_reason": res.get("stop_reason"),
+            "trials": search_rows(search_step),
+        }
+        report["raw"]["search"] = asdict(search_step)
+    report["total_s"] = time.monotonic() - t_start
+    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
+    (args.out / "gpu_check.md").write_text(render_md(report))
+    print(render_md(report), flush=True)
+    held = all(ok for _, ok, _ in report["checks"])
+    print(f"[gpu_check] {'all checks held' if held else 'SOME CHECKS FAILED'} in {report['total_s']:.0f} s")
+    return 0 if held else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
