@@ -74,3 +74,116 @@ def cache_bars(labels: Sequence[str], images_per_s: Sequence[float], path: Path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def waterfall(labels: Sequence[str], starts_s: Sequence[float], ends_s: Sequence[float], path: Path) -> Path:
+    """Epoch time from the baseline through each measured factor and the interaction to the winner."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    names = ["baseline", *labels, "winner"]
+    x = list(range(len(names)))
+    ax.bar(0, starts_s[0], color="#8c8c8c")
+    for i, (a, b) in enumerate(zip(starts_s, ends_s, strict=True), start=1):
+        color = "#55a868" if b < a else "#c44e52"
+        ax.bar(i, a - b, bottom=b, color=color)
+        ax.annotate(f"{a / b:.2f}x", (i, max(a, b)), ha="center", va="bottom", fontsize=8)
+    ax.bar(len(names) - 1, ends_s[-1], color="#4c72b0")
+    ax.set_xticks(x, names, rotation=20)
+    ax.set_ylabel("projected epoch time, s")
+    ax.set_title("From the baseline to the winner: measured factors, then their interaction")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def naive_vs_measured(
+    levers: Sequence[str],
+    naive: Sequence[float | None],
+    measured: Sequence[float | None],
+    low: Sequence[float | None],
+    high: Sequence[float | None],
+    path: Path,
+) -> Path:
+    """Per lever: the story's factor beside the measured one (with its interval); 1x marked."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    x = list(range(len(levers)))
+    w = 0.38
+    ax.bar([i - w / 2 for i in x], [v or 0 for v in naive], w, color="#ccb974", label="the story's rule")
+    m = [v or 0 for v in measured]
+    err = [[max(v - (lo or v), 0) for v, lo in zip(m, low, strict=True)],
+           [max((hi or v) - v, 0) for v, hi in zip(m, high, strict=True)]]  # fmt: skip
+    ax.bar([i + w / 2 for i in x], m, w, yerr=err, capsize=4, color="#4c72b0", label="measured here")
+    for i, v in enumerate(measured):
+        if v is None:
+            ax.annotate("not measured", (i + w / 2, 0.02), ha="center", va="bottom", fontsize=7, rotation=90)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, levers)
+    ax.set_ylabel("speedup factor (x)")
+    ax.set_title("Naive vs measured factor per lever")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def throughput_vs_batch(
+    series: dict[int, tuple[list[int], list[float]]],
+    memory: dict[int, tuple[list[int], list[float]]],
+    failed: dict[int, list[int]],
+    limit_gib: float | None,
+    memory_label: str,
+    path: Path,
+) -> Path:
+    """Images/s against batch for each image size (best over workers/cache), and peak memory with the limit."""
+    fig, (ax, mx) = plt.subplots(1, 2, figsize=(11, 4))
+    for size in sorted(set(series) | set(failed)):
+        b, ips = series.get(size, ([], []))
+        (line,) = ax.plot(b, ips, marker="o", label=f"imgsz {size}")
+        if size in memory:
+            mb, gib = memory[size]
+            mx.plot(mb, gib, marker="o", color=line.get_color(), label=f"imgsz {size}")
+        if failed.get(size):
+            mx.scatter(failed[size], [limit_gib or 0] * len(failed[size]), marker="x", color=line.get_color(), s=60)
+    ax.set_xlabel("batch")
+    ax.set_ylabel("images / s (best config at that batch)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Throughput vs batch")
+    ax.legend(fontsize=8)
+    if limit_gib:
+        mx.axhline(limit_gib, color="#c44e52", linestyle="--", label=f"limit {limit_gib:.1f} GiB")
+    mx.set_xlabel("batch")
+    mx.set_ylabel(f"peak {memory_label}, GiB")
+    mx.set_title("Memory vs batch (x: over the limit or out of memory)")
+    mx.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def speed_vs_resolution(imgsz: Sequence[int], images_per_s: Sequence[float], labels: Sequence[str], path: Path) -> Path:
+    """The front: the fastest feasible config at each image size."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(imgsz, images_per_s, marker="o", color="#4c72b0")
+    for x, y, lb in zip(imgsz, images_per_s, labels, strict=True):
+        ax.annotate(lb, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xticks(list(imgsz))
+    ax.set_xlabel("imgsz (px)")
+    ax.set_ylabel("images / s")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Speed vs resolution: the fastest feasible config per image size")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def optuna_figure(ax: object, path: Path) -> Path:
+    """Save a figure that Optuna's matplotlib plotting drew (it returns the Axes)."""
+    fig = ax.get_figure() if hasattr(ax, "get_figure") else ax[0].get_figure()  # type: ignore[index,union-attr]
+    fig.set_size_inches(7.5, 4.2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

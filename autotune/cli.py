@@ -359,6 +359,77 @@ def search(
         raise typer.Exit(1)
 
 
+@app.command()
+@user_errors
+def report(
+    study: Annotated[str | None, typer.Option(help="study name; default: the latest study in the storage")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL; default the search's SQLite file")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder; default reports/<study>/")] = None,
+    formats: Annotated[str, typer.Option("--format", help="any of md,html,json")] = "md,html,json",
+    epochs: Annotated[int | None, typer.Option(help="epochs for the total-time estimate; default the study's")] = None,
+    measure: Annotated[
+        bool, typer.Option("--measure", help="first run the factor probes the study lacks (on the study's machine)")
+    ] = False,
+    repeats: Annotated[
+        int, typer.Option(help="with --measure: measurements per lever, baseline and winner (intervals)")
+    ] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Speedup breakdown of a study: each lever measured alone beside the story's rule, and the interaction."""
+    from autotune import report as rep
+    from autotune.demo import cache_root
+    from autotune.reportdoc import FORMATS, write
+    from autotune.search import mask_url, open_storage
+
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    if not fmts or set(fmts) - set(FORMATS):
+        raise UserError(f"--format takes any of {','.join(FORMATS)}, got {formats!r}")
+    if epochs is not None and epochs < 1:
+        raise UserError(f"epochs must be >= 1, got {epochs}")
+    if repeats < 1:
+        raise UserError(f"repeats must be >= 1, got {repeats}")
+    url = storage or f"sqlite:///{cache_root() / 'studies.db'}"
+    if storage is None and not (cache_root() / "studies.db").exists():
+        raise UserError("no study yet: run `autotune search` first")
+    store = open_storage(url)
+    name = study or rep.latest_study(store)
+    snap = rep.snapshot(store, name, mask_url(url))
+    if measure:
+        from autotune.machine import fingerprint
+        from autotune.plan import remeasure
+        from autotune.probe import probe as run_probe
+
+        rep.build(snap, epochs)  # an unusable study fails here, before any probe
+        with err.status("measuring the missing factor probes...") as status:
+
+            def on_event(kind: str, data: dict[str, Any]) -> None:
+                if kind == "lever":
+                    status.update(f"factor probe ({data['lever']}): {data['config'].label()}")
+
+            n = remeasure(
+                store,
+                url,
+                name,
+                fingerprint(),
+                repeats,
+                lambda c, w, o, cb: run_probe(c, w, o, on_progress=cb),
+                on_event,
+            )
+        err.print(f"[dim]{n} factor probe(s) measured and stored in the study[/dim]")
+        snap = rep.snapshot(store, name, mask_url(url))
+    data = rep.build(snap, epochs)
+    import optuna
+
+    folder = out or Path("reports") / name
+    written = [str(p) for p in write(data, folder, fmts, optuna.load_study(study_name=name, storage=store))]
+    if as_json:
+        print(json.dumps({**data.to_dict(), "written": written}))
+    else:
+        from autotune.render import report_view
+
+        Console().print(report_view(data, written))
+
+
 def main() -> None:
     app()
 

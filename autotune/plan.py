@@ -7,6 +7,7 @@ last one (the profile file); the study itself lives in search.py.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from autotune.dataset import image_sizes, load_dataset
 from autotune.demo import cache_root
 from autotune.errors import UserError
 from autotune.machine import Machine, default_workers
+from autotune.probe import ProbeResult
 from autotune.search import SearchOutcome, SearchSettings, default_study_name
 from autotune.space import DatasetSize, Space, build_space, cache_violation
 
@@ -175,3 +177,53 @@ def write_winner_profile(plan: Plan, outcome: SearchOutcome, folder: Path = Path
         "pick": outcome.pick_reason,
     }
     return profiles.write(folder / f"{outcome.study}.yaml", config, plan.workload, meta)
+
+
+def remeasure(
+    store: Any,
+    url: str,
+    study: str,
+    machine: Machine,
+    repeats: int,
+    probe_fn: Any,
+    on_event: Any = lambda kind, data: None,
+) -> int:
+    """`autotune report --measure`: the factor probes the study still lacks (and, with repeats > 1, repeats of
+    the baseline and the winner), probed as the search probed, on the machine the study was measured on."""
+    import optuna
+    import psutil
+
+    from autotune.search import Search
+    from autotune.space import Space
+
+    ua = optuna.load_study(study_name=study, storage=store).user_attrs
+    if "space" not in ua or "baseline" not in ua:
+        raise UserError(f"study {study!r} was not made by `autotune search`: nothing to measure")
+    workload = Workload.from_dict(ua["workload"])
+    info = load_dataset(workload.data)
+    dataset = DatasetSize(**ua["dataset"]) if ua.get("dataset") else dataset_size(info.train, info.val)
+    options = ProbeOptions.from_dict(ua["probe_options"]) if ua.get("probe_options") else ProbeOptions(iters=10)
+    settings = SearchSettings(
+        budget_s=1e9,  # no budget: measure what is missing, however long it takes (Ctrl-C keeps what finished)
+        storage=url,
+        study=study,
+        baseline=TrainConfig.from_dict(ua["baseline_config"]),
+        probe_options=options,
+        memory_limit_bytes=ua.get("memory_limit_bytes"),
+        target_epoch_s=ua.get("target_epoch_s"),
+    )
+    runner = Search(
+        settings,
+        Space.from_dict(ua["space"]),
+        workload,
+        machine,
+        dataset,
+        len(info.train),
+        probe_fn=probe_fn,
+        storage=store,
+        ram_available=psutil.virtual_memory().available,
+        disk_free=shutil.disk_usage(Path(workload.data).parent).free,
+        lock_path=cache_root() / "probe.lock",
+        on_event=on_event,
+    )
+    return runner.measure_levers(ProbeResult.from_dict(ua["baseline"]), repeats=repeats)

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from autotune.probe import ProbeResult
 from autotune.profiler import Profile, saturation
+from autotune.report import ReportData
 from autotune.search import SearchOutcome
 
 STATUS_STYLE = {"ok": "bold green", "oom": "bold red", "over_limit": "bold red", "timeout": "bold yellow"}
@@ -293,6 +294,8 @@ class SearchProgress:
             self.running, self.beat = f"baseline ({data['key']}): {data['config'].label()}", ""
         elif kind == "trial":
             self.running, self.beat = f"trial {data['number']}: {data['config'].label()}", ""
+        elif kind == "lever":
+            self.running, self.beat = f"factor probe ({data['lever']}): {data['config'].label()}", ""
         elif kind == "beat":
             if "iter" in data:
                 self.beat = f"{data.get('phase')} iteration {data['iter']}, {data.get('iter_s', 0):.2f} s/iter"
@@ -383,4 +386,25 @@ def search_view(o: SearchOutcome, profile_path: str | None) -> Group:
     parts.append(Text(f"study {o.study} in {o.storage}", style="dim"))
     if profile_path:
         parts.append(Text(f"profile: {profile_path}  (train it: yolo cfg={profile_path})", style="bold"))
+    return Group(*parts)
+
+
+def report_view(d: ReportData, written: list[str]) -> Group:
+    """The report's short summary: the headline, the factor table, the interaction, the files."""
+    from autotune.reportdoc import FACTOR_HEAD, factor_cells, fmt_x, headline
+
+    t = Table(title=f"Speedup breakdown: {d.study}", title_justify="left")
+    keep = (0, 1, 3, 4, 5)  # the story's wording is in report.md; the terminal keeps the numbers
+    for i in keep:
+        t.add_column(FACTOR_HEAD[i], overflow="fold")
+    for r in d.factors:
+        cells = factor_cells(r)
+        t.add_row(*(cells[i] for i in keep))
+    t.add_row("product", "", fmt_x(d.naive_product), fmt_x(d.measured_product), "", style="bold")
+    t.add_row("end to end", "", "", f"{d.end_to_end:.2f}x [{d.end_to_end_low:.2f}-{d.end_to_end_high:.2f}]", "")
+    t.add_row("interaction", "", "", fmt_x(d.interaction), "")
+    parts: list[Any] = [Text(headline(d), style="bold"), t, Text(d.interaction_text)]
+    if d.missing:
+        parts.append(Text(f"not measured yet: {', '.join(d.missing)} (autotune report --measure)", style="yellow"))
+    parts.append(Text("written: " + ", ".join(written), style="dim"))
     return Group(*parts)

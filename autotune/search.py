@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from autotune import __version__
+from autotune import __version__, levers
 from autotune.config import ProbeOptions, TrainConfig, Workload
 from autotune.errors import UserError
+from autotune.levers import LEVERS
 from autotune.machine import Machine
 from autotune.probe import ProbeResult
 from autotune.space import (
@@ -73,6 +74,7 @@ class SearchSettings:
     memory_limit_fraction: float | None = None  # the limit as a share of the device, for AutoBatch
     end_reserve_s: float | None = None  # kept back for the baseline's repeat; None: as long as the baseline took
     autobatch: dict[str, Any] | None = None  # AutoBatch's answer on a GPU: imgsz, fraction, batch or error
+    lever_share: float = 0.2  # at most this share of the budget is kept for the report's factor probes (0: none)
 
 
 @dataclass(frozen=True)
@@ -308,6 +310,9 @@ class Search:
             study.set_user_attr("workload", {**self.workload.to_dict(), "n_train": self.n_train})
             study.set_user_attr("baseline_config", self.s.baseline.to_dict())
             study.set_user_attr("memory_limit_bytes", self.s.memory_limit_bytes)
+            study.set_user_attr("dataset", asdict(self.dataset))  # images (train + val), mean size: the report's
+            study.set_user_attr("target_epoch_s", self.s.target_epoch_s)
+            study.set_user_attr("probe_options", self.s.probe_options.to_dict())  # `report --measure` probes alike
             study.set_user_attr("autotune_version", __version__)
             if self.s.autobatch:
                 study.set_user_attr("autobatch", self.s.autobatch)
@@ -341,11 +346,22 @@ class Search:
         b = self.study.user_attrs.get("baseline")
         return float(b.get("duration_s", 0.0)) if b else 0.0
 
+    def lever_reserve(self) -> float:
+        """Kept for the factor probes at the end: one probe per lever (4) and the optimizer's, at most
+        `lever_share` of the budget. Whatever it cannot fit, `autotune report --measure` measures later."""
+        if self.s.lever_share <= 0:
+            return 0.0
+        typical = self.end_reserve() or self.predicted_trial_s()
+        return min(self.s.lever_share * self.s.budget_s, (len(LEVERS) + 1) * typical)
+
     def can_start_trial(self) -> tuple[bool, str]:
-        left = self.remaining() - self.end_reserve()
+        left = self.remaining() - self.end_reserve() - self.lever_reserve()
         need = self.predicted_trial_s()
         if left <= 0 or left < need:
-            return False, f"budget: {max(left, 0):.0f} s left after the baseline's repeat, a trial takes ~{need:.0f} s"
+            return False, (
+                f"budget: {max(left, 0):.0f} s left after the factor probes and the baseline's repeat, "
+                f"a trial takes ~{need:.0f} s"
+            )
         return True, ""
 
     # -- probes ---------------------------------------------------------------------------------------------------
@@ -453,6 +469,53 @@ class Search:
         self.on_event("done", {"number": trial.number, "config": config, "epoch_s": value, "result": result})
         return value
 
+    def measure_levers(self, baseline: ProbeResult, repeats: int = 1) -> int:
+        """The report's factor probes for the current winner, while they fit before the baseline's repeat.
+
+        With repeats > 1 (`autotune report --measure --repeats N`) the baseline and the winner are measured
+        again too, so the end-to-end speedup gets an interval like the single factors.
+        """
+        trials = [t for t in self.study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        winner, _ = pick(tuple(_record(t) for t in trials), self.s.target_epoch_s)
+        if winner is None:
+            return 0
+        winner_config = TrainConfig.from_dict(winner.config)
+        probes = levers.lever_probes(self.s.baseline, winner_config, baseline.effective.get("optimizer"))
+        if repeats > 1:
+            probes = [
+                levers.LeverProbe("baseline", self.s.baseline, "", ""),
+                levers.LeverProbe("winner", winner_config, "", ""),
+                *probes,
+            ]
+        results = [ProbeResult.from_dict(t.user_attrs["result"]) for t in trials if t.user_attrs.get("result")]
+        todo = levers.still_missing(probes, self.study.user_attrs, results, self.s.baseline, repeats)
+        model = self.memory_model()
+
+        def skip_reason(c: TrainConfig) -> str | None:
+            why = cache_violation(self.dataset, c.cache, c.imgsz, self.ram_available, self.disk_free)
+            if why is None and self.s.memory_limit_bytes is not None:
+                why = memory_violation(model, c.batch, c.imgsz, self.s.memory_limit_bytes)
+            return why
+
+        def can_start() -> bool:
+            return self.remaining() - self.end_reserve() >= self.predicted_trial_s()
+
+        n = levers.run_lever_probes(
+            todo,
+            self.workload,
+            lambda c: self._probe(c),
+            lambda: self.study.user_attrs,
+            self.study.set_user_attr,
+            can_start,
+            skip_reason,
+            self.on_event,
+        )
+        if n < len(todo):
+            self.notes.append(
+                f"{len(todo) - n} factor probe(s) did not fit the budget: `autotune report --measure` runs them"
+            )
+        return n
+
     def _reuse_baseline(self, config: TrainConfig) -> ProbeResult | None:
         """The seeded baseline trial is the reference probe already measured: no need to pay for it twice."""
         stored = self.study.user_attrs.get("baseline")
@@ -487,6 +550,12 @@ class Search:
         except KeyboardInterrupt:
             interrupted = True
             stop_reason = "interrupted (Ctrl-C): every finished trial is kept; run the same command to resume"
+        if not interrupted and baseline is not None and self.s.lever_share > 0:
+            try:
+                self.measure_levers(baseline)
+            except KeyboardInterrupt:
+                interrupted = True
+                stop_reason = "interrupted (Ctrl-C) during the factor probes: everything finished is kept"
         baseline_end = None
         if interrupted or baseline is None:
             pass

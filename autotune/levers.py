@@ -1,0 +1,137 @@
+"""Factor probes: the baseline with one lever changed to the winner's value, measured and kept in the study.
+
+A lever's measured factor is (baseline with that lever changed) / baseline, in images/s. The probes live in
+the study as user attributes keyed by the probed configuration, so they are found again whatever run made
+them (the search's end-of-budget reserve, or `autotune report --measure`), and a trial that happened to
+probe the same configuration counts as a measurement too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from autotune.config import TrainConfig, Workload
+from autotune.probe import ProbeResult, failed
+
+LEVERS = ("imgsz", "batch", "cache", "workers")  # searched levers, in the report's order
+OPTIMIZER_LEVER = "optimizer"  # not searched: the story's SGD -> Adam claim, measured as a step-cost factor
+ALONE_STATUSES = ("oom", "over_limit", "infeasible", "skipped")  # the lever cannot be changed alone
+RETRY = ("crashed", "timeout", "pruned")  # says nothing about the config: measure again
+
+
+@dataclass(frozen=True)
+class LeverProbe:
+    lever: str
+    config: TrainConfig  # the baseline with only this lever changed
+    before: str  # the baseline's value, for display
+    after: str
+
+
+def lever_probes(baseline: TrainConfig, winner: TrainConfig, pinned_optimizer: str | None) -> list[LeverProbe]:
+    """One probe per lever where the winner differs from the baseline, then the optimizer's (SGD vs pinned).
+
+    The optimizer lever exists when Ultralytics pinned something other than SGD for this run length (AdamW
+    for short runs, MuSGD for long ones): the probe runs the baseline with SGD, so the factor reads
+    "SGD -> <pinned>" as the story's "SGD -> Adam 1.15x" does.
+    """
+    out = [
+        LeverProbe(
+            lever,
+            baseline.with_(**{lever: getattr(winner, lever)}),
+            str(getattr(baseline, lever)),
+            str(getattr(winner, lever)),
+        )
+        for lever in LEVERS
+        if getattr(winner, lever) != getattr(baseline, lever)
+    ]
+    if pinned_optimizer and pinned_optimizer.lower() != "sgd":
+        out.append(LeverProbe(OPTIMIZER_LEVER, baseline.with_(optimizer="SGD"), "SGD", pinned_optimizer))
+    return out
+
+
+def probe_key(config: TrainConfig) -> str:
+    """The study attribute holding the factor probes of one configuration."""
+    blob = json.dumps(config.to_dict(), sort_keys=True).encode()
+    return "probe:" + hashlib.sha256(blob).hexdigest()[:12]
+
+
+def stored_results(user_attrs: dict[str, Any], config: TrainConfig) -> list[ProbeResult]:
+    """Every stored factor probe of this configuration, oldest first."""
+    entry = user_attrs.get(probe_key(config)) or {}
+    return [ProbeResult.from_dict(d) for d in entry.get("results", [])]
+
+
+def append_result(user_attrs: dict[str, Any], config: TrainConfig, lever: str, result: ProbeResult) -> dict[str, Any]:
+    """The new value of this configuration's attribute with one more result (set it with study.set_user_attr)."""
+    entry = user_attrs.get(probe_key(config)) or {"config": config.to_dict(), "levers": [], "results": []}
+    levers = sorted({*entry.get("levers", []), lever})
+    return {**entry, "levers": levers, "results": [*entry.get("results", []), result.to_dict()]}
+
+
+def results_for(
+    config: TrainConfig, user_attrs: dict[str, Any], trial_results: list[ProbeResult], baseline: TrainConfig
+) -> list[ProbeResult]:
+    """Every measurement of `config` in a study: trials, factor probes and, for the baseline, its references.
+
+    The baseline's seeded trial reuses the reference probe: the same measurement is counted once (by its
+    creation time and duration).
+    """
+    found = [r for r in trial_results if TrainConfig.from_dict(r.requested) == config]
+    found += stored_results(user_attrs, config)
+    if config == baseline:
+        found += [ProbeResult.from_dict(user_attrs[k]) for k in ("baseline", "baseline_end") if user_attrs.get(k)]
+    seen, out = set(), []
+    for r in found:
+        key = (r.created, round(r.duration_s, 3), r.status)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def still_missing(
+    probes: list[LeverProbe],
+    user_attrs: dict[str, Any],
+    trial_results: list[ProbeResult],
+    baseline: TrainConfig,
+    repeats: int = 1,
+) -> list[LeverProbe]:
+    """The probes whose configuration has fewer than `repeats` measurements (a failed one counts: it says the
+    lever cannot change alone; a crash or timeout does not)."""
+    out = []
+    for p in probes:
+        done = [r for r in results_for(p.config, user_attrs, trial_results, baseline) if r.status not in RETRY]
+        if len(done) < repeats and not any(r.status in ALONE_STATUSES for r in done):
+            out.append(p)
+    return out
+
+
+def run_lever_probes(
+    todo: list[LeverProbe],
+    workload: Workload,
+    probe_fn: Callable[[TrainConfig], ProbeResult],
+    user_attrs: Callable[[], dict[str, Any]],
+    store: Callable[[str, dict[str, Any]], None],
+    can_start: Callable[[], bool],
+    skip_reason: Callable[[TrainConfig], str | None] = lambda c: None,
+    on_event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None,
+) -> int:
+    """Probe each lever in order while `can_start()`; a config known not to fit is stored as such, unprobed.
+
+    Returns how many were measured or recorded.
+    """
+    done = 0
+    for p in todo:
+        why = skip_reason(p.config)
+        if why is None and not can_start():
+            break
+        on_event("lever", {"lever": p.lever, "config": p.config})
+        result = failed("skipped", why, p.config, workload) if why else probe_fn(p.config)
+        store(probe_key(p.config), append_result(user_attrs(), p.config, p.lever, result))
+        on_event("lever_done", {"lever": p.lever, "result": result})
+        done += 1
+    return done
