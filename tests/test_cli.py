@@ -95,3 +95,38 @@ def test_unknown_option_is_a_usage_error():
 def test_bad_search_options(data, args, expected):
     result = _bad(["search", "--data", str(data), "--device", "cpu", *args], expected)
     assert "hunter2" not in result.output  # a storage password is never printed
+
+
+@pytest.fixture()
+def studies(tmp_path, monkeypatch):
+    """A storage with an empty study and one whose only trials ran out of memory."""
+    import optuna
+    from test_search import FakeClock, FakeProbe, make_search
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    storage = optuna.storages.RDBStorage(url)
+    optuna.create_study(study_name="empty", storage=storage)
+    clock = FakeClock()
+    search = make_search(storage, clock, FakeProbe(clock, seconds=10, oom_above=1), budget_s=60)
+    search.run()  # study "test": baseline and trials all out of memory
+    monkeypatch.setenv("AUTOTUNE_CACHE", str(tmp_path / "cache"))
+    return url
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--study", "nope"], "no study named 'nope'"),
+        (["--study", "empty"], "no finished trial"),
+        (["--study", "test"], "no feasible trial"),
+        (["--study", "test", "--format", "pdf"], "--format takes"),
+        (["--study", "test", "--epochs", "0"], "epochs must be"),
+    ],
+)
+def test_bad_report_input(studies, args, expected):
+    _bad(["report", "--storage", studies, *args], expected)
+
+
+def test_report_before_any_search(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOTUNE_CACHE", str(tmp_path))
+    _bad(["report"], "run `autotune search` first")

@@ -1,0 +1,157 @@
+"""The report: lever probes, factor rows and interaction from a hand-made study, its files, its bad inputs."""
+
+import json
+import re
+
+import optuna
+import pytest
+
+from autotune import levers, reportdoc
+from autotune.config import TrainConfig
+from autotune.errors import UserError
+from autotune.probe import MemoryUse, ProbeResult, failed
+from autotune.report import Snapshot, build
+from autotune.stats import summarize
+from test_search import WORKLOAD, FakeClock, FakeProbe, make_search
+
+BASE = TrainConfig(batch=16, workers=2, imgsz=128, cache="none", device="cpu")
+WIN = TrainConfig(batch=32, workers=2, imgsz=96, cache="ram", device="cpu")
+GIB = 2**30
+
+
+def result(c: TrainConfig, ips: float, status: str = "ok", created: str = "", stall: float = 0.0) -> ProbeResult:
+    if status != "ok" and ips <= 0:
+        return failed(status, "CUDA out of memory", c, WORKLOAD)
+    per_iter = c.batch / ips
+    stats = summarize([stall * per_iter] * 10, [per_iter * (1 - stall)] * 10, [0.0], c.batch, c.accumulate)
+    return ProbeResult(
+        status=status, reason="", requested=c.to_dict(), effective={"optimizer": "AdamW"}, stats=stats,
+        memory=MemoryUse(GIB, "pss", None, c.workers, c.workers, val_batch=2 * c.batch, val_batch_s=0.5),
+        cache=None, files=None, workload={}, subset={}, timings={}, created=created or f"t{ips}", duration_s=30.0,
+    )  # fmt: skip
+
+
+def trial(number: int, r: ProbeResult, n_train: int = 800) -> dict:
+    ok = r.ok and r.stats is not None
+    ua = {"config": r.requested, "result": r.to_dict(), "status": r.status, "reason": r.reason,
+          "peak_memory_bytes": GIB}  # fmt: skip
+    if ok:
+        ua["images_per_s"] = r.stats.images_per_s
+    value = n_train / r.stats.images_per_s if ok else 1e9
+    return {"number": number, "state": "COMPLETE", "value": value, "feasible": ok, "user_attrs": ua}
+
+
+def snapshot(lever_ips: dict[str, float], winner_ips: float = 45.0, base_end: float = 21.0) -> Snapshot:
+    """Baseline 20 (and 21 at the end), winner 45; each lever alone as given (missing: not measured)."""
+    base = result(BASE, 20.0, created="b0")
+    ua = {
+        "space": {"batch_low": 4, "batch_high": 32, "workers_high": 2, "imgsz": [96, 128], "cache": ["none", "ram"]},
+        "machine": {"cpu_model": "Test CPU", "usable_cores": 2, "ram_bytes": 24 * GIB, "gpus": []},
+        "workload": {"data": "/d/data.yaml", "model": "yolo11n.yaml", "epochs": 10, "n_train": 800},
+        "dataset": {"n_images": 1000, "mean_pixels": 1280 * 720, "mean_aspect": 0.5625},
+        "baseline_config": BASE.to_dict(),
+        "baseline": base.to_dict(),
+        "baseline_end": result(BASE, base_end, created="b1").to_dict(),
+        "memory_limit_bytes": 4 * GIB,
+    }
+    for p in levers.lever_probes(BASE, WIN, "AdamW"):
+        if p.lever in lever_ips:
+            ips = lever_ips[p.lever]
+            r = result(p.config, ips) if ips > 0 else failed("oom", "out of memory", p.config, WORKLOAD)
+            ua[levers.probe_key(p.config)] = levers.append_result(ua, p.config, p.lever, r)
+    trials = (trial(0, base), trial(1, result(WIN, winner_ips)), trial(2, result(BASE.with_(batch=64), 0, "oom")))
+    return Snapshot("s", "sqlite:///x", ua, trials)
+
+
+def test_lever_probes_change_one_lever_each():
+    probes = levers.lever_probes(BASE, WIN, "AdamW")
+    assert [p.lever for p in probes] == ["imgsz", "batch", "cache", "optimizer"]  # workers equal: no probe
+    assert probes[0].config == BASE.with_(imgsz=96)
+    assert probes[1].config == BASE.with_(batch=32)
+    assert probes[3].config == BASE.with_(optimizer="SGD")
+    assert [p.lever for p in levers.lever_probes(BASE, WIN, "SGD")][-1] == "cache"  # SGD pinned: nothing to compare
+
+
+def test_factor_rows_interaction_and_waterfall():
+    d = build(snapshot({"imgsz": 36.0, "batch": 24.0, "cache": 30.0, "optimizer": 20.5}))
+    rows = {r.lever: r for r in d.factors}
+    base_mean = 20.5  # 20 and 21
+    assert rows["imgsz"].measured == pytest.approx(36 / base_mean)
+    assert rows["imgsz"].naive == pytest.approx((128 / 96) ** 2)
+    assert (rows["imgsz"].low, rows["imgsz"].high) == (pytest.approx(36 / 21), pytest.approx(36 / 20))
+    assert rows["batch"].naive == 2.0 and rows["cache"].naive == 2.0
+    assert rows["optimizer"].indistinguishable_from_one  # 20.5 sits inside 20..21
+    assert d.end_to_end == pytest.approx(45 / base_mean)
+    prod = (36 / base_mean) * (24 / base_mean) * (30 / base_mean)  # the optimizer is not a searched lever
+    assert d.measured_product == pytest.approx(prod)
+    assert d.interaction == pytest.approx((45 / base_mean) / prod)
+    assert d.naive_product == pytest.approx((128 / 96) ** 2 * 2 * 2)
+    assert d.interaction < 0.9 and "same bottleneck" in d.interaction_text
+    assert [s.label for s in d.waterfall] == ["imgsz", "batch", "cache", "interaction"]
+    assert d.waterfall[0].start_s == pytest.approx(800 / base_mean)
+    assert d.waterfall[-1].end_s == pytest.approx(800 / 45)
+    assert not d.same_imgsz and any("not a free win" in n for n in d.notes)
+    assert d.missing == ()
+
+
+def test_a_lever_over_the_limit_is_not_measurable_alone_and_missing_ones_are_listed():
+    d = build(snapshot({"imgsz": 36.0, "batch": 0}))
+    rows = {r.lever: r for r in d.factors}
+    assert rows["batch"].state == "not measurable alone" and rows["batch"].measured is None
+    assert rows["cache"].state == "not measured yet"
+    assert d.interaction is None and d.waterfall == () and "--measure" in d.interaction_text
+    assert set(d.missing) == {"cache", "optimizer"}
+
+
+def test_story_checks_use_the_studys_numbers():
+    d = build(snapshot({}))
+    text = " ".join(c.verdict for c in d.story)
+    assert "800 / 16 = 50" in text and "800 / 32 = 25" in text  # iterations = images / batch at any imgsz
+    assert "2 usable here" in text
+
+
+def test_total_time_counts_validation_and_epochs():
+    d = build(snapshot({}), epochs=3)
+    b = d.baseline
+    assert b.epoch_train_s == pytest.approx(800 / 20.5)
+    assert b.epoch_val_s == pytest.approx(7 * 0.5)  # 200 val images in batches of 32: 7 batches of 0.5 s
+    assert d.total_baseline_s == pytest.approx(3 * (800 / 20.5 + 3.5))
+
+
+def test_bad_studies_are_user_errors():
+    with pytest.raises(UserError, match="no finished trial"):
+        build(Snapshot("s", "x", snapshot({}).user_attrs, ()))
+    s = snapshot({})
+    only_oom = Snapshot("s", "x", s.user_attrs, (s.trials[2],))
+    with pytest.raises(UserError, match="no feasible trial"):
+        build(only_oom)
+
+
+def test_report_files_are_self_contained(tmp_path):
+    d = build(snapshot({"imgsz": 36.0, "batch": 24.0, "cache": 30.0, "optimizer": 20.5}))
+    written = reportdoc.write(d, tmp_path, ["md", "html", "json"])
+    names = {p.name for p in written}
+    assert {"waterfall.png", "factors.png", "batch.png", "front.png", "report.md", "report.html"} <= names
+    md = (tmp_path / "report.md").read_text()
+    assert "| imgsz | 128 -> 96 |" in md and "not a free win" in md
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == sum(1 for n in names if n.endswith(".png"))
+    assert not re.search(r"(src|href)=\"https?://", html)  # opens with no network
+    assert json.loads((tmp_path / "report.json").read_text())["end_to_end"] == pytest.approx(45 / 20.5)
+    info = reportdoc.throughput_info(d)
+    assert info.failed == {128: [64]} and info.limit_gib == 4.0
+
+
+def test_search_measures_levers_at_the_end_and_report_measure_finds_none_missing():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    probe = FakeProbe(clock, seconds=10)
+    search = make_search(storage, clock, probe, budget_s=400)
+    search.s = search.s.__class__(**{**search.s.__dict__, "lever_share": 0.3})
+    out = search.run()
+    assert out.winner is not None
+    study = optuna.load_study(study_name="test", storage=storage)
+    keys = [k for k in study.user_attrs if k.startswith("probe:")]
+    win = TrainConfig.from_dict(out.winner.config)
+    changed = [lv for lv in levers.LEVERS if getattr(win, lv) != getattr(search.s.baseline, lv)]
+    assert len(keys) >= 1 and len(keys) <= len(changed)
+    assert search.measure_levers(out.baseline) <= len(changed) - len(keys)  # nothing measured twice
