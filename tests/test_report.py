@@ -5,6 +5,7 @@ import re
 
 import optuna
 import pytest
+from test_search import WORKLOAD, FakeClock, FakeProbe, make_search
 
 from autotune import levers, reportdoc
 from autotune.config import TrainConfig
@@ -12,7 +13,6 @@ from autotune.errors import UserError
 from autotune.probe import MemoryUse, ProbeResult, failed
 from autotune.report import Snapshot, build
 from autotune.stats import summarize
-from test_search import WORKLOAD, FakeClock, FakeProbe, make_search
 
 BASE = TrainConfig(batch=16, workers=2, imgsz=128, cache="none", device="cpu")
 WIN = TrainConfig(batch=32, workers=2, imgsz=96, cache="ram", device="cpu")
