@@ -155,3 +155,19 @@ def test_search_measures_levers_at_the_end_and_report_measure_finds_none_missing
     changed = [lv for lv in levers.LEVERS if getattr(win, lv) != getattr(search.s.baseline, lv)]
     assert len(keys) >= 1 and len(keys) <= len(changed)
     assert search.measure_levers(out.baseline) <= len(changed) - len(keys)  # nothing measured twice
+
+
+def test_measurements_of_a_config_are_counted_once_and_failures_are_retried():
+    base = result(BASE, 20.0, created="b0")
+    ua = {"baseline": base.to_dict(), "baseline_end": result(BASE, 21.0, created="b1").to_dict()}
+    # the seeded baseline trial reuses the reference probe: one measurement, not two
+    found = levers.results_for(BASE, ua, [base], BASE)
+    assert sorted(r.stats.images_per_s for r in found) == [20.0, 21.0]
+    p = levers.lever_probes(BASE, BASE.with_(cache="ram"), None)[0]
+    assert levers.still_missing([p], ua, [], BASE) == [p]
+    crashed = failed("crashed", "segfault", p.config, WORKLOAD)
+    ua[levers.probe_key(p.config)] = levers.append_result(ua, p.config, p.lever, crashed)
+    assert levers.still_missing([p], ua, [], BASE) == [p]  # a crash says nothing about the config
+    oom = failed("oom", "out of memory", p.config, WORKLOAD)
+    ua[levers.probe_key(p.config)] = levers.append_result(ua, p.config, p.lever, oom)
+    assert levers.still_missing([p], ua, [], BASE, repeats=3) == []  # cannot change alone: never retried
