@@ -251,6 +251,8 @@ def _factor_row(p: levers.LeverProbe, lever_results: list[ProbeResult], base_ips
     blocked = [r for r in lever_results if r.status in ALONE_STATUSES]
     if ips and base_ips:
         f, lo, hi = factors.measured_factor(base_ips, ips)
+        if p.lever == OPTIMIZER_LEVER:  # the probe ran SGD; the factor reads SGD -> the pinned optimizer
+            f, lo, hi = factors.measured_factor(ips, base_ips)
         return FactorRow(p.lever, p.before, p.after, claim, naive, f, lo, hi, len(ips), "measured", note)
     if blocked:
         why = f"{blocked[-1].status}: {blocked[-1].reason}"

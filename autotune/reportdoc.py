@@ -110,6 +110,7 @@ def optuna_charts(study: Any, folder: Path) -> tuple[list[Path], list[str]]:
     from autotune.search import _is_feasible
 
     feasible = [t for t in study.get_trials(deepcopy=False) if _is_feasible(t)]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory" line
     copy = optuna.create_study(direction="minimize")
     copy.add_trials(feasible)
     out, notes = [], []

@@ -81,6 +81,7 @@ def test_factor_rows_interaction_and_waterfall():
     assert (rows["imgsz"].low, rows["imgsz"].high) == (pytest.approx(36 / 21), pytest.approx(36 / 20))
     assert rows["batch"].naive == 2.0 and rows["cache"].naive == 2.0
     assert rows["optimizer"].indistinguishable_from_one  # 20.5 sits inside 20..21
+    assert rows["optimizer"].measured == pytest.approx(base_mean / 20.5)  # SGD -> AdamW: pinned over SGD
     assert d.end_to_end == pytest.approx(45 / base_mean)
     prod = (36 / base_mean) * (24 / base_mean) * (30 / base_mean)  # the optimizer is not a searched lever
     assert d.measured_product == pytest.approx(prod)
