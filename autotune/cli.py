@@ -83,6 +83,93 @@ def demo_data(
     print(ds.data_yaml)
 
 
+def _some(paths: tuple[str, ...], most: int = 10) -> str:
+    """The first few paths, and how many more."""
+    return ", ".join(paths[:most]) + (f" and {len(paths) - most} more" if len(paths) > most else "")
+
+
+@app.command()
+@user_errors
+def resize(
+    imgsz: Annotated[int, typer.Option(help="long side of the copy's images, pixels (the imgsz you will train at)")],
+    data: DataOpt = None,
+    out: Annotated[
+        Path | None, typer.Option(help="folder for the copy; default beside the dataset: <dataset folder>-<imgsz>px")
+    ] = None,
+    quality: Annotated[int, typer.Option(help="JPEG (and WebP) quality of re-encoded images, 1..100")] = 95,
+    processes: Annotated[int | None, typer.Option(help="parallel processes; default the usable CPU cores")] = None,
+    measure: Annotated[
+        bool, typer.Option("--measure", help="then measure loader-only images/s of the original vs the copy at imgsz")
+    ] = False,
+    batch: Annotated[int, typer.Option(help="batch size for --measure")] = 16,
+    workers: Annotated[int | None, typer.Option(help="loader workers for --measure; default 8, capped")] = None,
+    iters: Annotated[int, typer.Option(help="measured batches for --measure")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a copy of the dataset with every image's long side shrunk to imgsz (labels unchanged)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from autotune.config import ProbeOptions, TrainConfig
+    from autotune.machine import default_device, default_workers
+    from autotune.render import fmt_bytes
+    from autotune.resize import compare_loaders, plan_resize, prepare, write_copy
+
+    options = ProbeOptions(iters=iters)  # every bad value fails before anything is written
+    config = None
+    if measure:
+        workers = default_workers() if workers is None else workers
+        config = TrainConfig(batch=batch, workers=workers, imgsz=imgsz, device=default_device())
+    if processes is not None and processes < 1:
+        raise UserError(f"processes must be >= 1, got {processes}")
+    source = _data_yaml(data)
+    with err.status("reading the dataset and estimating the copy..."):
+        plan = plan_resize(source, imgsz, out, quality)
+        pending, est = prepare(plan)
+    for note in plan.notes:
+        err.print(f"[dim]{note}[/dim]")
+    columns = (TextColumn("resizing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("resizing", total=len(pending))
+        result = write_copy(plan, pending, est, processes, lambda d, t: bar.update(task, completed=d, total=t))
+    if result.corrupt:
+        err.print(
+            f"[yellow]warning:[/yellow] skipped {len(result.corrupt)} unreadable image(s): {_some(result.corrupt)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if result.kept:
+        err.print(
+            f"[yellow]warning:[/yellow] {len(result.kept)} image(s) copied at full size (format not writable): "
+            f"{_some(result.kept)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    ratio = result.source_bytes / result.copy_bytes if result.copy_bytes else float("inf")
+    err.print(
+        f"{result.images} images at imgsz {imgsz}: {result.resized} resized, {result.as_is} copied as they are, "
+        f"{result.already} already there; {result.seconds:.1f} s on {result.processes} process(es); image bytes "
+        f"{fmt_bytes(result.source_bytes)} -> {fmt_bytes(result.copy_bytes)} ({ratio:.1f}x smaller); {result.out}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    loaders = {}
+    if config is not None:
+        with err.status(f"loader-only throughput, original vs resized ({config.label()})..."):
+            loaders = compare_loaders(source, result.data_yaml, config, "yolo11n.yaml", options)
+        rates = {k: r.images_per_s for k, r in loaders.items()}
+        for name, r in loaders.items():
+            said = f"{r.images_per_s:,.1f} images/s" if r.images_per_s else f"{r.status}: {r.reason}"
+            err.print(f"loader-only, {name}: {said} ({config.label()})", highlight=False)
+        if rates["original"] and rates["resized"]:
+            err.print(f"resized / original: {rates['resized'] / rates['original']:.2f}x", highlight=False)
+    if as_json:
+        print(json.dumps({**result.to_dict(), "loader_only": {k: r.to_dict() for k, r in loaders.items()}}))
+    else:
+        print(result.data_yaml)
+    if any(r.status != "ok" for r in loaders.values()):
+        raise typer.Exit(1)
+
+
 ImgszOpt = Annotated[int | None, typer.Option(help="training image size (pixels); default 640, 160 on a CPU")]
 BatchOpt = Annotated[int, typer.Option(help="batch size")]
 WorkersOpt = Annotated[int | None, typer.Option(help="loader workers; default 8, capped at the CPU count")]

@@ -42,20 +42,31 @@ def label_path(image: str) -> str:
     return sb.join(image.rsplit(sa, 1)).rsplit(".", 1)[0] + ".txt"
 
 
-def _list_images(entry: str | list[str], root: Path, key: str, yaml_path: Path) -> list[str]:
+def entry_path(item: str, root: Path) -> Path:
+    """Where one train/val entry points, as Ultralytics resolves it: under root, retried without a leading '../'."""
+    p = (root / str(item)).resolve()
+    if not p.exists() and str(item).startswith("../"):
+        p = (root / str(item)[3:]).resolve()
+    return p
+
+
+def images_in(p: Path) -> list[str]:
+    """Image paths (unfiltered) an entry gives: every file under a folder, or the lines of a list file."""
+    if p.is_dir():
+        return glob.glob(str(Path(glob.escape(str(p))) / "**" / "*.*"), recursive=True)
+    parent = str(p.parent) + os.sep
+    lines = p.read_text(encoding="utf-8-sig").strip().splitlines()
+    return [x.replace("./", parent, 1) if x.startswith("./") else x for x in (s.strip() for s in lines) if x]
+
+
+def list_images(entry: str | list[str], root: Path, key: str, yaml_path: Path) -> list[str]:
+    """Absolute, sorted image paths of one split entry (a folder, a list file, or a list of those)."""
     out: list[str] = []
     for item in entry if isinstance(entry, list) else [entry]:
-        p = (root / str(item)).resolve()
-        if not p.exists() and str(item).startswith("../"):
-            p = (root / str(item)[3:]).resolve()
-        if p.is_dir():
-            out += glob.glob(str(Path(glob.escape(str(p))) / "**" / "*.*"), recursive=True)
-        elif p.is_file():
-            parent = str(p.parent) + os.sep
-            lines = p.read_text(encoding="utf-8-sig").strip().splitlines()
-            out += [x.replace("./", parent, 1) if x.startswith("./") else x for x in (s.strip() for s in lines) if x]
-        else:
+        p = entry_path(str(item), root)
+        if not p.exists():
             raise UserError(f"{yaml_path}: '{key}' path {p} does not exist")
+        out += images_in(p)
     images = sorted(x for x in out if x.rpartition(".")[-1].lower() in IMG_FORMATS)
     if not images:
         raise UserError(f"{yaml_path}: no images found under '{key}' ({entry})")
@@ -91,15 +102,22 @@ def load_dataset(data_yaml: str | Path) -> DatasetInfo:
         raise UserError(f"{path}: 'names' must be a list or a mapping of class index to name")
     if "nc" in data and data["nc"] is not None and int(data["nc"]) != len(names):
         raise UserError(f"{path}: 'names' has {len(names)} entries but 'nc' is {data['nc']}")
-    root = Path(data.get("path") or path.parent).expanduser()
-    if not root.is_absolute():  # relative to where the user runs, as in Ultralytics, else beside the YAML
-        root = root.resolve() if root.exists() else (path.parent / root).resolve()
+    root = data_root(data, path)
     return DatasetInfo(
         yaml_path=str(path.resolve()),
         names=tuple(str(n) for n in names),
-        train=tuple(_list_images(data["train"], root, "train", path)),
-        val=tuple(_list_images(data["val"], root, "val", path)),
+        train=tuple(list_images(data["train"], root, "train", path)),
+        val=tuple(list_images(data["val"], root, "val", path)),
     )
+
+
+def data_root(data: dict[str, Any], yaml_path: Path) -> Path:
+    """The folder split entries are relative to: 'path' (relative to where the user runs, as in Ultralytics, else
+    beside the YAML), or the YAML's own folder."""
+    root = Path(data.get("path") or yaml_path.parent).expanduser()
+    if not root.is_absolute():
+        root = root.resolve() if root.exists() else (yaml_path.parent / root).resolve()
+    return root
 
 
 def count_objects(images: list[str] | tuple[str, ...]) -> list[int]:

@@ -237,6 +237,14 @@ def profile_view(p: Profile, written: list[str]) -> Group:
                 style="dim",
             )
         )
+        if c.read("resized", "warm") is not None:
+            parts.append(
+                Text(
+                    f"resized: the same images pre-resized to {c.imgsz} px once (autotune resize --imgsz {c.imgsz}), "
+                    "its build on every core",
+                    style="dim",
+                )
+            )
         if p.page_cache_note:
             parts.append(Text(p.page_cache_note, style="dim"))
     elif p.cache_error:

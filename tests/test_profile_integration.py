@@ -28,6 +28,8 @@ def test_profile_on_a_tiny_workload(tiny_demo, tmp_path):
         ("disk", "cold"),
         ("disk", "warm"),
         ("ram", "memory"),
+        ("resized", "cold"),
+        ("resized", "warm"),
     }
     ram = bench.read("ram", "memory")
     assert ram.per_image_s < bench.read("none", "warm").per_image_s  # memory beats decoding a JPEG
