@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -74,7 +75,7 @@ class SearchSettings:
     memory_limit_fraction: float | None = None  # the limit as a share of the device, for AutoBatch
     end_reserve_s: float | None = None  # kept back for the baseline's repeat; None: as long as the baseline took
     autobatch: dict[str, Any] | None = None  # AutoBatch's answer on a GPU: imgsz, fraction, batch or error
-    lever_share: float = 0.2  # at most this share of the budget is kept for the report's factor probes (0: none)
+    lever_share: float = 0.25  # at most this share of the budget is kept for the report's factor probes (0: none)
 
 
 @dataclass(frozen=True)
@@ -351,7 +352,7 @@ class Search:
         `lever_share` of the budget. Whatever it cannot fit, `autotune report --measure` measures later."""
         if self.s.lever_share <= 0:
             return 0.0
-        typical = self.end_reserve() or self.predicted_trial_s()
+        typical = statistics.median(self.durations) if self.durations else self.end_reserve()
         return min(self.s.lever_share * self.s.budget_s, (len(LEVERS) + 1) * typical)
 
     def can_start_trial(self) -> tuple[bool, str]:
