@@ -6,7 +6,8 @@ Everything is measured in one run on one machine with the same probe settings:
      scaled like the baseline's (416/640 of it, to a multiple of 32), and labelled so;
   c. Ultralytics' AutoBatch (batch=-1; GPU only, n/a on a CPU);
   d. autotune's winner after `autotune search` with budget B over a small space;
-  e. the optimum of the exhaustive grid over the same space.
+  e. the optimum of the exhaustive grid over the same space (the search treats batch as the range between the
+     listed values; the grid probes the listed values).
 The winner and the grid optimum are then measured again side by side (alternating, with repeats), so their
 ratio is not drift; and a short `autotune train --best` gives the epoch-time prediction error.
 
@@ -109,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None, help="data.yaml; default: the embedded workload")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--budget", default="4min", help="the search's budget B")
-    ap.add_argument("--batch", default="8,16,32", help="the space (search and grid): batch list")
+    ap.add_argument(
+        "--batch", default="8,32", help="batch values: the grid probes each, the search the range between them"
+    )
     ap.add_argument("--workers", default="0,2")
     ap.add_argument("--imgsz", default="96,128")
     ap.add_argument("--cache", default="none,ram")
