@@ -242,6 +242,9 @@ def probe(
     memory_limit: LimitOpt = None,
     page_cache: PageCacheOpt = "auto",
     timeout: TimeoutOpt = None,
+    source: Annotated[
+        str, typer.Option(help="original, or resized: from a copy pre-resized to imgsz (the staged subset only)")
+    ] = "original",
     keep_scratch: Annotated[bool, typer.Option(help="keep the staged subset and Ultralytics' run folder")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -254,6 +257,7 @@ def probe(
         iters=iters, memory_limit=memory_limit, page_cache=page_cache, timeout_s=timeout, keep_scratch=keep_scratch
     )
     config, workload = _setup(data, model, imgsz, batch, workers, cache, device, epochs, optimizer)
+    config = config.with_(source=source)
     with err.status(f"probing {config.label()}...") as status:
 
         def progress(beat: dict[str, Any]) -> None:
@@ -339,6 +343,12 @@ def search(
     workers: Annotated[str | None, typer.Option(help="workers range or list; default 0..min(cores, 16)")] = None,
     imgsz: Annotated[str | None, typer.Option(help="image sizes, e.g. 416,512,640 (multiples of 32)")] = None,
     cache: Annotated[str | None, typer.Option(help="cache modes to try; default none,disk,ram")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="original,resized: also train from a copy pre-resized to imgsz; default: where it can matter"
+        ),
+    ] = None,
     epochs: EpochsOpt = 100,
     vram_limit: Annotated[
         str | None, typer.Option("--vram-limit", help="memory limit: 0.9 (fraction) or 20GiB; RAM on a CPU")
@@ -406,6 +416,7 @@ def search(
         machine,
         iters,
         tuple(tries or ()),
+        source,
     )
     ram, disk = psutil.virtual_memory().available, shutil.disk_usage(Path(workload.data).parent).free
     check_space_not_empty(plan, ram, disk)

@@ -11,6 +11,7 @@ from typing import Any
 from autotune.errors import UserError
 
 CACHE_MODES = ("none", "disk", "ram")
+SOURCES = ("original", "resized")  # train from the files as they are, or from a copy pre-resized to imgsz
 DEFAULT_MODEL = "yolo11n.yaml"
 MIN_IMGSZ = 32  # Ultralytics' largest stride; smaller images cannot pass through the detector
 
@@ -27,6 +28,7 @@ class TrainConfig:
     amp: bool = True  # Ultralytics ignores AMP on CPU
     optimizer: str = "auto"  # "auto" is resolved to Ultralytics' own choice before a probe runs
     nbs: int = 64  # nominal batch size: the optimizer steps every max(round(nbs / batch), 1) iterations
+    source: str = "original"  # "resized": from a copy of the dataset pre-resized to imgsz (autotune resize)
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -49,7 +51,8 @@ class TrainConfig:
 
     def label(self) -> str:
         """Short human form, e.g. 'batch=16 workers=8 imgsz=640 cache=none'."""
-        return f"batch={self.batch} workers={self.workers} imgsz={self.imgsz} cache={self.cache}"
+        label = f"batch={self.batch} workers={self.workers} imgsz={self.imgsz} cache={self.cache}"
+        return label + (" source=resized" if self.source == "resized" else "")
 
 
 def validate_config(c: TrainConfig) -> None:
@@ -62,6 +65,8 @@ def validate_config(c: TrainConfig) -> None:
         raise UserError(f"imgsz must be a whole number >= {MIN_IMGSZ} pixels, got {c.imgsz!r}")
     if c.cache not in CACHE_MODES:
         raise UserError(f"cache must be one of {', '.join(CACHE_MODES)}, got {c.cache!r}")
+    if c.source not in SOURCES:
+        raise UserError(f"source must be one of {', '.join(SOURCES)}, got {c.source!r}")
     if c.nbs < 1:
         raise UserError(f"nbs must be >= 1, got {c.nbs!r}")
     if not re.fullmatch(r"cpu|\d+", c.device):

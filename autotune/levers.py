@@ -17,7 +17,7 @@ from typing import Any
 from autotune.config import TrainConfig, Workload
 from autotune.probe import ProbeResult, failed
 
-LEVERS = ("imgsz", "batch", "cache", "workers")  # searched levers, in the report's order
+LEVERS = ("imgsz", "batch", "cache", "workers", "source")  # searched levers, in the report's order
 OPTIMIZER_LEVER = "optimizer"  # not searched: the story's SGD -> Adam claim, measured as a step-cost factor
 ALONE_STATUSES = ("oom", "over_limit", "infeasible", "skipped")  # the lever cannot be changed alone
 RETRY = ("crashed", "timeout", "pruned")  # says nothing about the config: measure again

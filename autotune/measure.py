@@ -135,6 +135,10 @@ def measure(
     train_idx = choose_subset(counts, n_train_sub, options.seed)
     val_idx = choose_subset(count_objects(info.val), n_val_sub, options.seed)
     staged = stage(info, train_idx, val_idx, scratch / "data", counts)
+    source_cost = None
+    if config.source == "resized":
+        heartbeat({"phase": "resizing the staged subset"})
+        source_cost = resize_staged(staged, config.imgsz, len(info.train) + len(info.val), Path(workload.data).parent)
     warnings: list[str] = []
     stale = stale_npy(info.train) + stale_npy(info.val)
     if stale:
@@ -457,6 +461,7 @@ def measure(
         memory=memory,
         cache=cache,
         files=files,
+        source_cost=source_cost,
         workload={**workload.to_dict(), "n_train": len(info.train), "n_val": len(info.val), "nc": info.nc},
         subset=_subset_summary(staged, revisits),
         timings={
@@ -489,6 +494,38 @@ def _finish_failed(
         status, reason = "crashed", "Ultralytics stopped before training started"
     r = failed(status, reason, config, workload, warnings=tuple(warnings), options=options.to_dict())
     return ProbeResult(**{**r.__dict__, "duration_s": time.perf_counter() - t_start})
+
+
+def resize_staged(staged: StagedSubset, imgsz: int, full_images: int, beside: Path) -> CacheCost:
+    """Replace the staged links by copies pre-resized to imgsz, as `autotune resize` writes them; the time and
+    bytes per image, extrapolated to the whole dataset, are the one-time cost of making that copy."""
+    from autotune.resize import RESIZED, shrink_encoded
+
+    t0, n, written = time.perf_counter(), 0, 0
+    for link, src in zip(staged.train + staged.val, staged.train_sources + staged.val_sources, strict=True):
+        outcome, data = shrink_encoded(Path(src).read_bytes(), Path(src).suffix, imgsz, 95)
+        n += 1
+        if outcome == RESIZED and data is not None:
+            Path(link).unlink()
+            Path(link).write_bytes(data)
+            written += len(data)
+        else:  # already small, or a format or file that stays as it is
+            written += os.path.getsize(src)
+    s = time.perf_counter() - t0
+    full_s, full_b = s / max(n, 1) * full_images, int(written / max(n, 1) * full_images)
+    free = shutil.disk_usage(beside).free
+    return CacheCost(
+        mode="resized",
+        subset_images=n,
+        subset_s=s,
+        subset_bytes=written,
+        full_images=full_images,
+        full_s=full_s,
+        full_bytes=full_b,
+        available_bytes=free,
+        fits=full_b * 1.1 < free,
+        rule="a copy of the dataset resized to imgsz beside it (autotune resize), one process",
+    )
 
 
 def _damaged_images(staged: StagedSubset, train_kept: list[str], val_kept: list[str]) -> tuple[list[str], list[str]]:

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from autotune import profiles
-from autotune.config import ProbeOptions, TrainConfig, Workload, parse_assignments, parse_memory_limit
+from autotune.config import SOURCES, ProbeOptions, TrainConfig, Workload, parse_assignments, parse_memory_limit
 from autotune.dataset import image_sizes, load_dataset
 from autotune.demo import cache_root
 from autotune.errors import UserError
 from autotune.machine import Machine, default_workers
 from autotune.probe import ProbeResult
 from autotune.search import SearchOutcome, SearchSettings, default_study_name
-from autotune.space import DatasetSize, Space, build_space, cache_violation
+from autotune.space import DatasetSize, Space, build_space, cache_violation, resize_can_matter
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ def make_plan(
     machine: Machine,
     iters: int | None = None,
     tries: tuple[str, ...] = (),
+    source: str | None = None,
 ) -> Plan:
     """Resolve the space, baseline, limits and names; every bad value is a UserError here."""
     info = load_dataset(workload.data)
@@ -73,7 +74,14 @@ def make_plan(
     limit = parse_memory_limit(vram_limit, limit_total) if vram_limit else None
     max_batch = 32 if cpu_only else 256
     b = TrainConfig(workers=default_workers(), device=device)  # Ultralytics' defaults, workers capped as it caps them
-    space = build_space(batch, workers, imgsz, cache, cpu_only, machine.usable_cores, b.imgsz, max_batch)
+    size = dataset_size(info.train, info.val)
+    space = build_space(batch, workers, imgsz, cache, cpu_only, machine.usable_cores, b.imgsz, max_batch, source)
+    if source is None and resize_can_matter(size.mean_long_side, max(space.imgsz)):
+        space = replace(space, source=SOURCES)
+        notes.append(
+            f"the images' long side (~{size.mean_long_side:.0f} px) is at least twice the largest imgsz: a copy "
+            "pre-resized to imgsz (autotune resize) is searched too (--source original to leave it out)"
+        )
     if cpu_only:
         b = b.with_(imgsz=max(space.imgsz))
         notes.append(
@@ -104,17 +112,17 @@ def make_plan(
         memory_limit_fraction=limit / limit_total if limit else None,
         seeds=seeds,
     )
-    return Plan(settings, space, workload, machine, dataset_size(info.train, info.val), n_train, tuple(notes))
+    return Plan(settings, space, workload, machine, size, n_train, tuple(notes))
 
 
 def _config_from(text: str, base: TrainConfig, flag: str) -> TrainConfig:
     """`base` with the batch/workers/imgsz/cache assignments in `text` (e.g. "batch=32,cache=ram") applied."""
     fields_ = parse_assignments(text)
-    unknown = set(fields_) - {"batch", "workers", "imgsz", "cache"}
+    unknown = set(fields_) - {"batch", "workers", "imgsz", "cache", "source"}
     if unknown:
-        raise UserError(f"{flag} takes batch, workers, imgsz and cache, not {', '.join(sorted(unknown))}")
+        raise UserError(f"{flag} takes batch, workers, imgsz, cache and source, not {', '.join(sorted(unknown))}")
     try:
-        return base.with_(**{k: (v if k == "cache" else int(v)) for k, v in fields_.items()})
+        return base.with_(**{k: (v if k in ("cache", "source") else int(v)) for k, v in fields_.items()})
     except ValueError:
         raise UserError(f"cannot read {flag} {text!r}: whole numbers for batch, workers, imgsz") from None
 

@@ -90,6 +90,7 @@ class ProbeResult:
     machine: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)  # profiling: utilisation, compute_only, py_spy
+    source_cost: CacheCost | None = None  # source=resized: the one-time resize of the whole dataset (extrapolated)
     autotune_version: str = __version__
     created: str = ""
     duration_s: float = 0.0
@@ -129,6 +130,7 @@ class ProbeResult:
             machine=d.get("machine", {}),
             options=d.get("options", {}),
             extras=d.get("extras", {}),
+            source_cost=opt(CacheCost, d.get("source_cost")),
             autotune_version=d.get("autotune_version", ""),
             created=d.get("created", ""),
             duration_s=d.get("duration_s", 0.0),

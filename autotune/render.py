@@ -118,9 +118,10 @@ def probe_view(r: ProbeResult) -> Group:
             )
         parts.append(t)
 
-    if r.cache and r.cache.mode != "none":
-        c = r.cache
-        t = _kv(f"Cache ({c.mode}) one-time cost")
+    for c in (r.cache, r.source_cost):
+        if c is None or c.mode == "none":
+            continue
+        t = _kv("Pre-resized copy: one-time cost" if c.mode == "resized" else f"Cache ({c.mode}) one-time cost")
         t.add_row("subset", f"{c.subset_images} images in {fmt_s(c.subset_s)}, {fmt_bytes(c.subset_bytes)}")
         t.add_row("whole dataset (est.)", f"{c.full_images} images: {fmt_s(c.full_s)}, {fmt_bytes(c.full_bytes)}")
         fits = {True: "yes", False: "[red]no[/red]", None: "n/a"}[c.fits]

@@ -139,6 +139,12 @@ def best_feasible_value(trials: Any) -> float | None:
     return min(values) if values else None
 
 
+def one_time_s(result: ProbeResult) -> float:
+    """Seconds paid once per run for this config: its cache build and its resized copy (whole dataset)."""
+    cache = result.cache.full_s if result.cache and result.cache.mode != "none" else 0.0
+    return cache + (result.source_cost.full_s if result.source_cost else 0.0)
+
+
 def _is_feasible(t: Any) -> bool:
     from optuna.trial import TrialState
 
@@ -427,6 +433,7 @@ class Search:
             workers=trial.suggest_int("workers", 0, sp.workers_high),
             imgsz=trial.suggest_categorical("imgsz", list(sp.imgsz)),
             cache=trial.suggest_categorical("cache", list(sp.cache)),
+            source=trial.suggest_categorical("source", list(sp.source)) if len(sp.source) > 1 else sp.source[0],
         )
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("worker", self.worker)
@@ -466,7 +473,10 @@ class Search:
         trial.set_constraint("other", 0.0)
         trial.set_user_attr("images_per_s", result.stats.images_per_s)
         trial.set_user_attr("sec_per_iter", result.stats.sec_per_iter_median)
-        value = projected_epoch_s(self.n_train, result.stats.images_per_s)
+        # one-time costs (a cache build, a resized copy) spread over the planned run's epochs
+        one_time = one_time_s(result)
+        trial.set_user_attr("one_time_s", one_time)
+        value = projected_epoch_s(self.n_train, result.stats.images_per_s) + one_time / self.workload.epochs
         self.on_event("done", {"number": trial.number, "config": config, "epoch_s": value, "result": result})
         return value
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from autotune.config import CACHE_MODES, MIN_IMGSZ, TrainConfig
+from autotune.config import CACHE_MODES, MIN_IMGSZ, SOURCES, TrainConfig
 from autotune.errors import UserError
 
 STRIDE = 32  # Ultralytics rounds imgsz up to a multiple of the largest stride
@@ -35,6 +35,7 @@ class Space:
     workers_high: int  # workers 0..workers_high
     imgsz: tuple[int, ...]  # categorical
     cache: tuple[str, ...]  # categorical
+    source: tuple[str, ...] = ("original",)  # categorical; ("original", "resized") where resizing can matter
 
     def distributions(self) -> dict[str, Any]:
         from optuna.distributions import CategoricalDistribution, IntDistribution
@@ -44,6 +45,7 @@ class Space:
             "workers": IntDistribution(0, self.workers_high),
             "imgsz": CategoricalDistribution(list(self.imgsz)),
             "cache": CategoricalDistribution(list(self.cache)),
+            **({"source": CategoricalDistribution(list(self.source))} if len(self.source) > 1 else {}),
         }
 
     def contains(self, c: TrainConfig) -> bool:
@@ -52,13 +54,18 @@ class Space:
             and 0 <= c.workers <= self.workers_high
             and c.imgsz in self.imgsz
             and c.cache in self.cache
+            and c.source in self.source
         )
 
     def params(self, c: TrainConfig) -> dict[str, Any]:
-        return {"batch": c.batch, "workers": c.workers, "imgsz": c.imgsz, "cache": c.cache}
+        p = {"batch": c.batch, "workers": c.workers, "imgsz": c.imgsz, "cache": c.cache}
+        return {**p, "source": c.source} if len(self.source) > 1 else p
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.source == ("original",):  # as before the source lever: older studies keep their names
+            del d["source"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Space:
@@ -68,6 +75,7 @@ class Space:
             workers_high=int(d["workers_high"]),
             imgsz=tuple(int(x) for x in d["imgsz"]),
             cache=tuple(str(x) for x in d["cache"]),
+            source=tuple(str(x) for x in d.get("source", ("original",))),
         )
 
     def digest(self) -> str:
@@ -77,6 +85,7 @@ class Space:
         return (
             f"batch {self.batch_low}-{self.batch_high}, workers 0-{self.workers_high}, "
             f"imgsz {','.join(map(str, self.imgsz))}, cache {','.join(self.cache)}"
+            + (f", source {','.join(self.source)}" if len(self.source) > 1 else "")
         )
 
 
@@ -102,6 +111,8 @@ def build_space(
     usable_cores: int,
     baseline_imgsz: int,
     max_batch: int,
+    source: str | None = None,
+    source_default: tuple[str, ...] = ("original",),
 ) -> Space:
     """The space from the CLI's lists or ranges, with defaults that fit the machine."""
     if batch:
@@ -133,7 +144,16 @@ def build_space(
     unknown = [m for m in modes if m not in CACHE_MODES]
     if unknown or not modes:
         raise UserError(f"cache must be a list of {', '.join(CACHE_MODES)}, got {cache!r}")
-    return Space(lo, hi, whi, tuple(sizes), tuple(dict.fromkeys(modes)))
+    sources = tuple(x.strip() for x in source.split(",") if x.strip()) if source else source_default
+    if not sources or [x for x in sources if x not in SOURCES]:
+        raise UserError(f"source must be a list of {', '.join(SOURCES)}, got {source!r}")
+    return Space(lo, hi, whi, tuple(sizes), tuple(dict.fromkeys(modes)), tuple(dict.fromkeys(sources)))
+
+
+def resize_can_matter(mean_long_side: float, largest_imgsz: int, ratio: float = 2.0) -> bool:
+    """Pre-resizing saves decode and resize work only where the files are much larger than what trains:
+    at least `ratio` times the largest image size (1280x720 frames at 640 px, say)."""
+    return mean_long_side >= ratio * largest_imgsz
 
 
 @dataclass(frozen=True)
@@ -143,6 +163,11 @@ class DatasetSize:
     n_images: int  # train + val
     mean_pixels: float  # mean width x height of the stored images
     mean_aspect: float  # mean short/long side ratio (the RAM cache resizes the long side to imgsz)
+
+    @property
+    def mean_long_side(self) -> float:
+        """Pixels along the long side: width x height = long^2 x aspect."""
+        return (self.mean_pixels / max(self.mean_aspect, 1e-6)) ** 0.5
 
 
 def cache_bytes(size: DatasetSize, mode: str, imgsz: int) -> int:

@@ -116,3 +116,18 @@ def test_result_roundtrips_through_json(tiny_demo):
     r = probe(TrainConfig(**TINY, workers=0), Workload(data=str(tiny_demo)), ProbeOptions(timeout_s=1))
     again = ProbeResult.from_dict(json.loads(json.dumps(r.to_dict())))
     assert again == r
+
+
+def test_a_resized_source_probe_resizes_only_its_staged_copy(tiny_demo, tmp_path, no_leftovers):
+    root = Path(tiny_demo).parent
+    before = tree_digest(root)
+    options = ProbeOptions(**FAST, scratch=str(tmp_path / "scratch"))
+    r = probe(TrainConfig(**TINY, workers=0, source="resized"), Workload(data=str(tiny_demo)), options)
+    assert r.status == "ok", r.reason
+    c = r.source_cost
+    assert c is not None and c.mode == "resized" and c.subset_images > 0
+    assert c.full_images == 120 and c.full_s > c.subset_s * 0.9  # extrapolated to the whole dataset
+    originals = [p for p in root.rglob("*.jpg")]
+    assert c.subset_bytes / c.subset_images < sum(os.path.getsize(p) for p in originals) / len(originals)
+    assert tree_digest(root) == before  # the dataset itself is never touched
+    assert ProbeResult.from_dict(r.to_dict()).source_cost == c

@@ -342,3 +342,24 @@ def test_ctrl_c_keeps_finished_trials_and_resumes():
     assert len(kept) >= 2
     again = make_search(storage, clock, FakeProbe(clock, seconds=10), budget_s=100).run()
     assert not again.interrupted and len(again.trials) > len(out.trials)
+
+
+def test_source_lever_in_the_space():
+    from autotune.space import resize_can_matter
+
+    assert resize_can_matter(1280, 640) and not resize_can_matter(1280, 800)
+    assert DatasetSize(1, 1280 * 720, 720 / 1280).mean_long_side == pytest.approx(1280)
+    args = (None, None, "96", None)
+    plain = build_space(*args, cpu_only=True, usable_cores=2, baseline_imgsz=640, max_batch=32)
+    assert "source" not in plain.to_dict()  # spaces without the lever keep their digests (and study names)
+    both = build_space(*args, cpu_only=True, usable_cores=2, baseline_imgsz=640, max_batch=32,
+                       source="original,resized")  # fmt: skip
+    assert both.source == ("original", "resized") and "source" in both.distributions()
+    assert Space.from_dict(both.to_dict()) == both and Space.from_dict(plain.to_dict()) == plain
+    resized = BASELINE.with_(imgsz=96, source="resized")
+    assert both.contains(resized) and not plain.contains(resized)
+    assert both.params(resized)["source"] == "resized"
+    with pytest.raises(UserError, match="source must be"):
+        build_space(*args, cpu_only=True, usable_cores=2, baseline_imgsz=640, max_batch=32, source="smaller")
+    with pytest.raises(UserError, match="source must be"):
+        TrainConfig(source="small")
