@@ -172,7 +172,9 @@ def write_winner_profile(plan: Plan, outcome: SearchOutcome, folder: Path = Path
     w = outcome.winner
     if w is None:
         return None
-    config = plan.settings.baseline.with_(**{k: w.config[k] for k in ("batch", "workers", "imgsz", "cache")})
+    keys = ("batch", "workers", "imgsz", "cache", "source")
+    config = plan.settings.baseline.with_(**{k: w.config[k] for k in keys if k in w.config})
+    workload = plan.workload
     meta: dict[str, Any] = {
         "study": outcome.study,
         "storage": outcome.storage,
@@ -184,7 +186,18 @@ def write_winner_profile(plan: Plan, outcome: SearchOutcome, folder: Path = Path
         "machine": plan.machine.to_dict(),
         "pick": outcome.pick_reason,
     }
-    return profiles.write(folder / f"{outcome.study}.yaml", config, plan.workload, meta)
+    if config.source == "resized":  # it trains from the pre-resized copy: point there, and say how to make it
+        from autotune.resize import plan_resize
+
+        copy = Path(plan_resize(workload.data, config.imgsz).out) / "data.yaml"
+        meta["resize"] = {
+            "from": workload.data,
+            "imgsz": config.imgsz,
+            "data": str(copy),
+            "command": f"autotune resize --imgsz {config.imgsz} --data {workload.data}",
+        }
+        workload = replace(workload, data=str(copy))
+    return profiles.write(folder / f"{outcome.study}.yaml", config, workload, meta)
 
 
 def remeasure(

@@ -54,6 +54,11 @@ def write(path: Path, config: TrainConfig, workload: Workload, meta: dict[str, A
         f"# machine: {meta.get('machine_summary')}",
         "# train with it: yolo cfg=THIS_FILE   (Ultralytics' own CLI; or model.train(cfg=THIS_FILE))",
     ]
+    if meta.get("resize") and not Path(meta["resize"]["data"]).is_file():
+        lines.append(
+            f"# it trains from a copy of the dataset pre-resized to {config.imgsz} px: make it first with "
+            f"`{meta['resize']['command']}` (`autotune train --best` does it for you)"
+        )
     if config.device == "cpu" and config.workers > 0:
         lines.append(
             f"# note: on a CPU Ultralytics forces workers=0, so `yolo cfg=` cannot reproduce the {config.workers} "
