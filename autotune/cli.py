@@ -435,7 +435,9 @@ def train(
             if data["causes"]:
                 _say(f"[yellow]warning:[/yellow] {escape(train_off_warning(data['record'], data['causes']))}")
         elif kind == "final":
-            out.print(f"final validation of best.pt {data['run'].final_val_s:.1f} s")
+            run = data["run"]
+            predicted = f" (predicted {run.predicted_final_val_s:.1f} s)" if run.predicted_final_val_s else ""
+            out.print(f"final validation of best.pt {run.final_val_s:.1f} s{predicted}")
         elif kind == "warning":
             _say(f"[yellow]warning:[/yellow] {escape(data['text'])}")
 
@@ -447,7 +449,7 @@ def train(
             raise UserError(
                 f"no interrupted run with a last.pt in study {source.study.study_name!r}: start one with autotune train"
             )
-        _say(f"resuming run {run.id} from {run.last_pt} ({len(run.records)} epochs recorded)")
+        _say(f"resuming run {run.id} from {run.last_pt} (epochs recorded: {len(run.records)})")
         final = tr.train(run, "", {}, on_event, tr.persister(source.study), resume=True)
     else:
         h = ho.make_handover(source, recipe, len(info.train), info.nc, machine)

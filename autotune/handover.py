@@ -54,6 +54,7 @@ UNMEASURED = frozenset(
     {"rect", "multi_scale", "fraction", "mosaic", "mixup", "cutmix", "copy_paste", "compile", "freeze",
      "deterministic", "augmentations", "channels_last", "quantize"}
 )  # fmt: skip
+DRIFT_NOTE = 0.15  # baseline drift during the search worth a note: beyond the usual probe-to-probe noise
 OPTIMIZERS = ("SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSProp", "auto")
 
 
@@ -276,6 +277,13 @@ def from_study(study: Any) -> Source:
     config_d = trial.user_attrs.get("config") or (result.requested if result else None)
     if not config_d:
         raise UserError(f"study {study.study_name!r}: trial {trial.number} holds no configuration")
+    notes = []
+    drift = baseline_drift(ua)
+    if drift is not None and abs(drift) > DRIFT_NOTE:
+        notes.append(
+            f"the search measured its baseline {drift:+.0%} images/s at its end than at its start: timings on this "
+            "machine moved that much while it searched, and a prediction can be off as much"
+        )
     return Source(
         label=f"study {study.study_name}, trial {trial.number}",
         config=TrainConfig.from_dict(config_d),
@@ -284,7 +292,18 @@ def from_study(study: Any) -> Source:
         machine=Machine.from_dict(ua["machine"]) if "machine" in ua else None,
         study=study,
         trial=trial.number,
+        notes=tuple(notes),
     )
+
+
+def baseline_drift(user_attrs: dict[str, Any]) -> float | None:
+    """The baseline's images/s at the end of the search over at its start, minus 1 (None unless both measured)."""
+    rates = []
+    for key in ("baseline", "baseline_end"):
+        stats = (user_attrs.get(key) or {}).get("stats") or {}
+        rates.append(stats.get("images_per_s"))
+    a, b = rates
+    return b / a - 1 if a and b else None
 
 
 def from_profile(path: Path, storage: Any | None) -> Source:

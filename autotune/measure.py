@@ -439,6 +439,7 @@ def measure(
         val_batch=val.get("val_batch"),
         val_batch_s=val.get("val_batch_s"),
         val_data_s=val.get("val_data_s"),
+        val_first_s=val.get("val_first_s"),
         val_peak_gpu_bytes=val.get("val_peak_gpu_bytes"),
         val_peak_host_bytes=val.get("val_peak_host_bytes"),
     )
@@ -704,6 +705,8 @@ def _measure_val_batch(trainer: Any, cuda: bool) -> dict[str, Any]:
         if cuda:
             torch.cuda.synchronize()
         t2 = time.perf_counter()
+        if k == 0:
+            out["val_first_s"] = t2 - t0
         if k == 1 or len(loader) == 1:
             out.update(val_data_s=t1 - t0, val_batch_s=t2 - t1)
         if cuda:

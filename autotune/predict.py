@@ -9,7 +9,8 @@ An epoch is not one number (DESIGN.md, "Predicting a run"):
   count of every epoch is simulated exactly as Ultralytics' loop runs it, and each step costs what was measured;
 - mosaic epochs at the mosaic probe's rate, the last `close_mosaic` epochs at a no-mosaic probe's rate;
 - validation each epoch (or only the last, with val=False) from one measured validation batch (2x the training
-  batch) times the validation batches; and once more at the end, when Ultralytics validates best.pt.
+  batch) times the validation batches, plus the validation loader's start-up the first time; and once more at
+  the end, when Ultralytics validates best.pt.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class ValRate:
 
     batch_s: float
     batch: int
+    startup_s: float = 0.0  # the first batch's extra time: the validation loader starts its workers there
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,7 +85,9 @@ class ValRate:
         m = r.memory
         if m is None or m.val_batch_s is None or not m.val_batch:
             return None
-        return cls(batch_s=m.val_batch_s + (m.val_data_s or 0.0), batch=m.val_batch)
+        batch_s = m.val_batch_s + (m.val_data_s or 0.0)
+        startup = max(m.val_first_s - batch_s, 0.0) if m.val_first_s is not None else 0.0
+        return cls(batch_s=batch_s, batch=m.val_batch, startup_s=startup)
 
 
 @dataclass(frozen=True)
@@ -212,11 +216,12 @@ class RunPrediction:
         )
 
 
-def val_seconds(n_val: int, val: ValRate | None) -> float | None:
-    """One validation pass: every validation batch at the measured per-batch time."""
+def val_seconds(n_val: int, val: ValRate | None, first: bool = False) -> float | None:
+    """One validation pass: every validation batch at the measured per-batch time; the session's first pass also
+    starts the validation loader's workers (Ultralytics keeps them for later passes)."""
     if val is None or n_val <= 0:
         return None
-    return math.ceil(n_val / val.batch) * val.batch_s
+    return math.ceil(n_val / val.batch) * val.batch_s + (val.startup_s if first else 0.0)
 
 
 def predict_run(
@@ -239,7 +244,7 @@ def predict_run(
         notes.append("no validation batch measured: validation not predicted")
     nw = warmup_iterations(shape)
     nb = shape.iterations
-    plans = []
+    plans: list[EpochPlan] = []
     for epoch, steps in zip(epochs_left, optimizer_steps(shape), strict=True):
         on = shape.mosaic(epoch)
         rate = (mosaic or no_mosaic) if on else (no_mosaic or mosaic)
@@ -252,6 +257,7 @@ def predict_run(
         if nw and epoch * nb < nw:  # its first iteration is still ramping
             phase = f"warm-up, {phase}"
         validates = shape.val or epoch == shape.epochs - 1
+        first_val = validates and not any(p.val_s is not None for p in plans)
         plans.append(
             EpochPlan(
                 epoch=epoch + 1,
@@ -261,7 +267,7 @@ def predict_run(
                 steps=steps,
                 one_time_s=one_time,
                 train_s=train_s,
-                val_s=val_seconds(shape.n_val, val) if validates else None,
+                val_s=val_seconds(shape.n_val, val, first_val) if validates else None,
             )
         )
     return RunPrediction(

@@ -458,7 +458,8 @@ def train_prediction_lines(p: RunPrediction, setup_s: float) -> list[str]:
         lines.append(f"  {span} [{g[0].phase}]: train {_sec(train)}{val}{each} ({steps:.0f} optimizer steps)")
     if p.final_val_s is not None:
         lines.append(f"  final validation of best.pt {_sec(p.final_val_s)}")
-    lines.append(f"predicted: {fmt_s(p.total_s)} for {len(p.epochs)} epochs")
+    n = len(p.epochs)
+    lines.append(f"predicted: {fmt_s(p.total_s)} for {n} epoch{'s' if n != 1 else ''}")
     lines += [f"note: {n}" for n in p.notes]
     return lines
 
@@ -468,10 +469,10 @@ def train_summary(run: TrainRun) -> str:
     done = len(run.records)
     parts = [f"{run.status}: {done}/{run.epochs} epochs in {fmt_s(run.actual_s)}"]
     if run.predicted_s:
-        err = relative_error(run.actual_s, run.predicted_s)
+        err = relative_error(run.predicted_parts_s, run.predicted_s)
         parts.append(
-            f"predicted {fmt_s(run.predicted_s)}{_pct(err)} (not predicted: setup beyond the cache and checkpoints, "
-            f"{fmt_s(run.unpredicted_s)})"
+            f"predicted {fmt_s(run.predicted_s)} for what took {fmt_s(run.predicted_parts_s)}{_pct(err)}, "
+            f"plus {fmt_s(run.unpredicted_s)} nothing predicts (model build, dataset scan, checkpoints)"
         )
     metrics = headline_metrics(run.final_metrics or (run.records[-1].metrics if run.records else {}))
     if metrics:

@@ -162,6 +162,11 @@ class TrainRun:
         setup = sum(max((s.setup_s or 0.0) - (s.predicted_setup_s or 0.0), 0.0) for s in self.sessions)
         return setup + sum(r.other_s for r in self.records)
 
+    @property
+    def predicted_parts_s(self) -> float:
+        """What the predicted parts actually took (actual minus what nothing predicted): compare with predicted_s."""
+        return self.actual_s - self.unpredicted_s
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["records"] = [r.to_dict() for r in self.records]
@@ -169,6 +174,7 @@ class TrainRun:
         d["status"] = self.status
         d["actual_s"] = self.actual_s
         d["predicted_s"] = self.predicted_s
+        d["unpredicted_s"] = self.unpredicted_s
         return d
 
     @classmethod

@@ -40,7 +40,9 @@ def fake_result(config=CONFIG, iter_s=0.5, step_s=0.2, n_train=800, optimizer="A
         requested=config.to_dict(),
         effective={"optimizer": optimizer, "mosaic": mosaic, "batch": config.batch},
         stats=stats,
-        memory=MemoryUse(100, "pss", None, 2, 2, val_batch=2 * config.batch, val_batch_s=0.3, val_data_s=0.1),
+        memory=MemoryUse(
+            100, "pss", None, 2, 2, val_batch=2 * config.batch, val_batch_s=0.3, val_data_s=0.1, val_first_s=1.4
+        ),
         cache=CacheCost(mode=config.cache, full_s=12.0) if config.cache != "none" else CacheCost(mode="none"),
         files=None,
         workload={"data": "/d/data.yaml", "model": "yolo11n.yaml", "epochs": epochs, "n_train": n_train, "nc": 3},
@@ -94,7 +96,7 @@ def test_optimizer_steps_match_ultralytics_loop(n, batch, epochs, warmup):
 def test_predict_run_phases_by_hand():
     mosaic = PhaseRate(iter_s=0.5, step_s=0.2, batch=16, startup_s=3.0)
     no_mosaic = PhaseRate(iter_s=0.3, step_s=0.2, batch=16, startup_s=1.0)
-    val = ValRate(batch_s=0.4, batch=32)
+    val = ValRate(batch_s=0.4, batch=32, startup_s=1.0)
     shape = RunShape(n_train=160, n_val=40, batch=16, epochs=3, warmup_epochs=1, close_mosaic=1)
     p = predict_run(shape, mosaic, no_mosaic, val, cache_build_s=5.0)
     e1, e2, e3 = p.epochs
@@ -104,10 +106,12 @@ def test_predict_run_phases_by_hand():
     assert (e2.phase, e2.steps, e2.train_s) == ("mosaic", 2, pytest.approx(5.4))
     # epoch 3: the last close_mosaic epoch: no-mosaic rate, 3 steps, and its loader restart (1 s)
     assert (e3.phase, e3.mosaic, e3.train_s) == ("no mosaic", False, pytest.approx(3.0 + 0.6 + 1.0))
-    # validation: ceil(40 / 32) = 2 batches x 0.4 s, every epoch and once more for best.pt
-    assert [e.val_s for e in p.epochs] == [pytest.approx(0.8)] * 3 and p.final_val_s == pytest.approx(0.8)
+    # validation: ceil(40 / 32) = 2 batches x 0.4 s, every epoch and once more for best.pt; the first one also
+    # starts the validation loader's workers (1 s)
+    assert [e.val_s for e in p.epochs] == [pytest.approx(1.8), pytest.approx(0.8), pytest.approx(0.8)]
+    assert p.final_val_s == pytest.approx(0.8)
     assert p.setup_s == 5.0
-    assert p.total_s == pytest.approx(5 + 9.8 + 6.2 + 5.4 + 0.8)
+    assert p.total_s == pytest.approx(5 + 10.8 + 6.2 + 5.4 + 0.8)
     assert p.notes == ()
     assert Rates(mosaic, no_mosaic, val, 5.0).predict(shape) == p
 
@@ -131,6 +135,7 @@ def test_steady_epoch_matches_the_search_objective():
     steady = p.epochs[4]
     assert steady.train_s == pytest.approx(projected_epoch_s(800, r.stats.images_per_s), rel=0.02)
     assert steady.val_s == pytest.approx(math.ceil(200 / 32) * 0.4)
+    assert p.epochs[0].val_s == pytest.approx(math.ceil(200 / 32) * 0.4 + 1.0)
 
 
 def test_rates_from_results_startup_and_missing_phase():
@@ -139,7 +144,8 @@ def test_rates_from_results_startup_and_missing_phase():
     assert startup_excess(r.timings, 0.5) == pytest.approx(3.0)
     rates = Rates.from_results(r, None)
     assert rates.mosaic == PhaseRate(iter_s=pytest.approx(0.5), step_s=0.2, batch=16, startup_s=pytest.approx(3.0))
-    assert rates.val == ValRate(batch_s=pytest.approx(0.4), batch=32) and rates.cache_build_s == 12.0
+    assert rates.val == ValRate(batch_s=pytest.approx(0.4), batch=32, startup_s=pytest.approx(1.0))
+    assert rates.cache_build_s == 12.0
     assert Rates.from_dict(json.loads(json.dumps(rates.to_dict()))) == rates
     p = rates.predict(RunShape(n_train=800, n_val=200, batch=16, epochs=12))
     assert any("no no-mosaic measurement" in n for n in p.notes)
@@ -148,10 +154,10 @@ def test_rates_from_results_startup_and_missing_phase():
 
 
 def test_val_false_validates_only_the_last_epoch_and_resume_starts_later():
-    rate, val = PhaseRate(1.0, 0.1, 8, startup_s=2.0), ValRate(0.5, 16)
+    rate, val = PhaseRate(1.0, 0.1, 8, startup_s=2.0), ValRate(0.5, 16, startup_s=0.5)
     p = predict_run(RunShape(80, 32, 8, epochs=4, val=False, close_mosaic=0, start_epoch=2), rate, None, val)
     assert [e.epoch for e in p.epochs] == [3, 4]
-    assert [e.val_s for e in p.epochs] == [None, 1.0]
+    assert [e.val_s for e in p.epochs] == [None, 1.5]  # the session's first validation starts the loader
     assert p.epochs[0].one_time_s == 2.0 and p.epochs[1].one_time_s == 0.0  # the session's first epoch
 
 
@@ -289,6 +295,13 @@ def test_winner_latest_study_and_phases_kept_in_the_study():
     assert ho.latest_study_name(storage) == "new"
     src = ho.from_study(study)
     assert src.config.batch == 16 and src.trial == 1  # the fastest feasible trial
+    assert src.notes == ()
+    slow, fast = fake_result(iter_s=1.0), fake_result(iter_s=0.5)  # the machine got faster during the search
+    study.set_user_attr("baseline", slow.to_dict())
+    study.set_user_attr("baseline_end", fast.to_dict())
+    drift = fast.stats.images_per_s / slow.stats.images_per_s - 1
+    assert ho.baseline_drift(study.user_attrs) == pytest.approx(drift)
+    assert f"{drift:+.0%} images/s" in ho.from_study(study).notes[0]
     h = ho.make_handover(src, ho.Recipe(epochs=12), 800, 3, MACHINE)
     calls = []
 
@@ -445,6 +458,7 @@ def test_tracker_times_each_phase_against_its_prediction(tmp_path):
     assert run.actual_s == pytest.approx(7 + (9.9 + 7 + 4.6) + 3 * (0.8 + 0.2) + 1.5)
     assert run.predicted_s == pytest.approx(5 + (9.0 + 5.4 + 4.6) + 3 * 0.8 + 0.8)
     assert run.unpredicted_s == pytest.approx(2 + 3 * 0.2)
+    assert run.predicted_parts_s == pytest.approx(run.actual_s - run.unpredicted_s)
     assert tr.TrainRun.from_dict(json.loads(json.dumps(run.to_dict()))) == run
 
 
