@@ -191,6 +191,23 @@ def test_what_was_measured_is_what_trains():
     get_cfg(overrides=a)  # Ultralytics accepts every argument
 
 
+def test_optimizer_args_pin_auto_as_ultralytics_resolves_it():
+    args, why = optimizer_args(CONFIG, 800, 3, 100)
+    lr = round(0.002 * 5 / (4 + 3), 6)  # Ultralytics' lr0 fit for AdamW
+    assert args == {"optimizer": "AdamW", "lr0": lr, "momentum": 0.9, "warmup_bias_lr": 0.0} and "auto -> AdamW" in why
+    assert optimizer_args(CONFIG.with_(optimizer="SGD"), 800, 3, 100) == ({"optimizer": "SGD"}, "as requested")
+
+
+def test_search_stores_its_pick_for_train():
+    from test_search import FakeClock, FakeProbe, make_search
+
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    out = make_search(storage, clock, FakeProbe(clock), budget_s=200).run()
+    study = optuna.load_study(study_name="test", storage=storage)
+    assert study.user_attrs["winner"]["trial"] == out.winner.number
+    assert ho.winner_trial(study).number == out.winner.number
+
+
 def test_epochs_that_flip_auto_keep_the_measured_optimizer_pinned():
     n = 200_000  # 200k images at nbs 64: 3125 iterations/epoch; 100 epochs -> MuSGD, 3 epochs -> AdamW
     assert auto_optimizer(n, 16, 64, 100, 3).name == "MuSGD"
@@ -263,7 +280,7 @@ def test_other_hardware_is_a_warning_with_both_fingerprints_and_its_phases_are_m
     assert ho.stored_phase(src, h, "mosaic", MACHINE) is None  # the other machine's numbers do not predict this one
 
 
-def _study(storage, name="s", data="/d/data.yaml", machine=MACHINE, result=None, n_train=800):
+def _study(storage, name="s", data="/d/data.yaml", machine=MACHINE, result=None, n_train=800, config=CONFIG):
     study = optuna.create_study(study_name=name, storage=storage)
     study.set_user_attr("workload", {"data": data, "model": "yolo11n.yaml", "epochs": 100, "n_train": n_train})
     study.set_user_attr("machine", machine.to_dict())
@@ -271,14 +288,14 @@ def _study(storage, name="s", data="/d/data.yaml", machine=MACHINE, result=None,
     dist = {"batch": optuna.distributions.IntDistribution(2, 32)}
     result = result or fake_result()
     for number, (batch, value) in enumerate(((8, 30.0), (16, 20.0))):
-        config = CONFIG.with_(batch=batch)
+        trial_config = config.with_(batch=batch)
         study.add_trial(
             optuna.trial.create_trial(
                 params={"batch": batch},
                 distributions=dist,
                 value=value,
-                user_attrs={"config": config.to_dict(), "result": {**result.to_dict(), "requested": config.to_dict()},
-                            "status": "ok"},
+                user_attrs={"config": trial_config.to_dict(),
+                            "result": {**result.to_dict(), "requested": trial_config.to_dict()}, "status": "ok"},
                 constraints={"memory": 0.0, "other": 0.0},
             )
         )  # fmt: skip
@@ -616,3 +633,43 @@ def test_bad_input(tmp_path, fake_study):
     _bad(["train", "--study", "s", "--storage", fake_study, "--epochs", "0"], "epochs must be >= 1")
     _bad(["train", "--study", "s", "--storage", fake_study, "--optimizer", "Lion"], "unknown optimizer")
     _bad(["train", "--study", "s", "--storage", fake_study, "--resume", "--epochs", "3"], "drop the other")
+
+
+# -- real training on a tiny workload (slow tier) --------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_real_training_run_measures_the_no_mosaic_phase_and_tracks_both(tiny_demo, tmp_path):
+    """Two real epochs (mosaic, then close_mosaic's last one) after one real no-mosaic probe; ~40 s on 2 cores."""
+    import subprocess
+    import sys
+
+    config = TrainConfig(batch=8, workers=1, imgsz=64, cache="none", device="cpu")
+    mosaic = fake_result(config, iter_s=0.2, n_train=96)  # the winner's probe: its numbers only feed the prediction
+    mosaic = tr.replace(mosaic, options={"iters": 4, "warmup_min": 1, "warmup_max": 6}, workload={
+        **mosaic.workload, "data": str(tiny_demo)})  # fmt: skip
+    db = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = _study(optuna.storages.RDBStorage(db), "tiny", str(tiny_demo), fingerprint(), mosaic, config=config)
+    study.set_user_attr("winner", {"trial": 0, "reason": "test"})  # batch 8
+    env = {**os.environ, "AUTOTUNE_CACHE": str(tmp_path / "cache"), "YOLO_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "autotune.cli", "train", "--study", "tiny", "--storage", db, "--epochs", "2",
+           "--close-mosaic", "1", f"project={tmp_path / 'runs'}", "name=tiny"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "measuring the no-mosaic phase" in proc.stderr and "kept in the study" in proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch ")]
+    # warm-up: min(3, epochs - 1) = 1 epoch; close_mosaic 1: the last one without mosaic
+    assert lines[0].startswith("epoch 1/2  train") and lines[0].endswith("[warm-up, mosaic]")
+    assert "predicted" in lines[0] and lines[1].endswith("[no mosaic]")
+    study = optuna.load_study(study_name="tiny", storage=db)
+    (phase_key,) = [k for k in study.user_attrs if k.startswith("phase:no_mosaic:")]
+    no_mosaic = ProbeResult.from_dict(study.user_attrs[phase_key])
+    assert no_mosaic.status == "ok" and no_mosaic.effective["mosaic"] is False
+    assert no_mosaic.memory.val_first_s is not None
+    (run,) = tr.runs_from_study(study)
+    assert run.status == "finished" and [r.mosaic for r in run.records] == [True, False]
+    assert all(r.train_s > 0 and r.val_s > 0 and r.predicted_train_s for r in run.records)
+    assert run.records[0].images == 96 and run.config["batch"] == 8 and run.args["workers"] == 1
+    assert "metrics/mAP50-95(B)" in run.final_metrics and run.final_val_s > 0
+    assert (Path(run.save_dir) / tr.EPOCHS_JSON).is_file() and run.last_pt.is_file()
+    assert Path(run.save_dir) == tmp_path / "runs" / "tiny"
