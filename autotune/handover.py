@@ -55,7 +55,7 @@ UNMEASURED = frozenset(
      "deterministic", "augmentations", "channels_last", "quantize"}
 )  # fmt: skip
 DRIFT_NOTE = 0.15  # baseline drift during the search worth a note: beyond the usual probe-to-probe noise
-OPTIMIZERS = ("SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSProp", "auto")
+OPTIMIZERS = ("SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop", "auto")  # Ultralytics' spelling
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,9 @@ def parse_extra(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep or not key or key.startswith("-"):
+        if item.startswith("-"):
+            raise UserError(f"no such option: {item} (Ultralytics settings pass as key=value, e.g. lr0=0.005)")
+        if not sep or not key:
             raise UserError(f"cannot read {item!r}: pass Ultralytics settings as key=value (e.g. lr0=0.005)")
         if key in REFUSED:
             raise UserError(f"{key}= cannot be changed by autotune train: {REFUSED[key]}")
@@ -198,7 +200,8 @@ def make_handover(source: Source, recipe: Recipe, n_train: int, nc: int, machine
         **opt_args,
         "plots": False,  # plotting fetches a font: nothing downloads at run time (plots=True to have them)
     }
-    args.pop("task"), args.pop("mode")
+    for key in ("task", "mode"):  # the profile's cfg names them; model.train() sets both itself
+        args.pop(key)
     for key, value in (("patience", recipe.patience), ("cos_lr", recipe.cos_lr), ("close_mosaic", recipe.close_mosaic)):
         if value is not None:
             args[key] = value

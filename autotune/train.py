@@ -563,13 +563,14 @@ def train(
     ul_trainer.check_amp = offline_amp_check  # never download weights for the AMP check
     expected = TrainConfig.from_dict(run.config)
     tracker = EpochTracker(run, expected, on_event, persist)
-    yolo = YOLO(str(run.last_pt) if resume else model)
-    for event, fn in tracker.callbacks().items():
-        yolo.add_callback(event, fn)
     kwargs = {"resume": str(run.last_pt)} if resume else {k: v for k, v in args.items() if k != "model"}
-    tracker.begin()
     status, reason = "finished", ""
+    yolo = None
     try:
+        tracker.begin()
+        yolo = YOLO(str(run.last_pt) if resume else model)
+        for event, fn in tracker.callbacks().items():
+            yolo.add_callback(event, fn)
         yolo.train(**kwargs)
     except KeyboardInterrupt:
         status, reason = "interrupted", "Ctrl-C"

@@ -253,7 +253,7 @@ def test_recipe_and_pass_through():
         (["cache=disk"], "it was measured"),
         (["epochs=5"], "use --epochs"),
         (["lr00=0.1"], "not an Ultralytics setting (did you mean lr0?)"),
-        (["--bogus"], "key=value"),
+        (["--bogus"], "no such option: --bogus"),
         (["lr0"], "key=value"),
     ],
 )
@@ -629,7 +629,7 @@ def test_bad_input(tmp_path, fake_study):
     _bad(["train", "--profile", str(bad)], "not an autotune profile")
     _bad(["train", "--study", "s", "--storage", fake_study, "lr00=0.1"], "not an Ultralytics setting")
     _bad(["train", "--study", "s", "--storage", fake_study, "batch=64"], "it was measured")
-    _bad(["train", "--study", "s", "--storage", fake_study, "--bogus"], "key=value")
+    _bad(["train", "--study", "s", "--storage", fake_study, "--epoch", "3"], "no such option: --epoch")
     _bad(["train", "--study", "s", "--storage", fake_study, "--epochs", "0"], "epochs must be >= 1")
     _bad(["train", "--study", "s", "--storage", fake_study, "--optimizer", "Lion"], "unknown optimizer")
     _bad(["train", "--study", "s", "--storage", fake_study, "--resume", "--epochs", "3"], "drop the other")
