@@ -280,13 +280,6 @@ def from_study(study: Any) -> Source:
     config_d = trial.user_attrs.get("config") or (result.requested if result else None)
     if not config_d:
         raise UserError(f"study {study.study_name!r}: trial {trial.number} holds no configuration")
-    notes = []
-    drift = baseline_drift(ua)
-    if drift is not None and abs(drift) > DRIFT_NOTE:
-        notes.append(
-            f"the search measured its baseline {drift:+.0%} images/s at its end than at its start: timings on this "
-            "machine moved that much while it searched, and a prediction can be off as much"
-        )
     return Source(
         label=f"study {study.study_name}, trial {trial.number}",
         config=TrainConfig.from_dict(config_d),
@@ -295,7 +288,17 @@ def from_study(study: Any) -> Source:
         machine=Machine.from_dict(ua["machine"]) if "machine" in ua else None,
         study=study,
         trial=trial.number,
-        notes=tuple(notes),
+        notes=drift_notes(ua),
+    )
+
+
+def drift_notes(user_attrs: dict[str, Any]) -> tuple[str, ...]:
+    drift = baseline_drift(user_attrs)
+    if drift is None or abs(drift) <= DRIFT_NOTE:
+        return ()
+    return (
+        f"the search measured its baseline {drift:+.0%} images/s at its end than at its start: timings on this "
+        "machine moved that much while it searched, and a prediction can be off as much",
     )
 
 
@@ -332,6 +335,8 @@ def from_profile(path: Path, storage: Any | None) -> Source:
         notes.append("the profile names no study: its phases are measured here, not stored")
     measured = None
     trial = meta.get("trial")
+    if study is not None:
+        notes += drift_notes(study.user_attrs)
     if study is not None and trial is not None:
         t = {x.number: x for x in study.get_trials(deepcopy=False)}.get(int(trial))
         if t is not None and "result" in t.user_attrs:
