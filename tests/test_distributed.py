@@ -24,14 +24,8 @@ def test_two_workers_share_a_study(postgres_server, tiny_demo, tmp_path):  # noq
     url = postgres_server.url
     env = {**os.environ, "AUTOTUNE_CACHE": str(tmp_path / "cache")}  # one host: one shared probe lock
     procs = [
-        subprocess.Popen(
-            _cmd(tiny_demo, url, "shared"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-        )
+        subprocess.Popen(_cmd(tiny_demo, url, "shared"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env, cwd=tmp_path)
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=600) for p in procs]
@@ -64,9 +58,8 @@ def test_a_worker_on_other_hardware_is_refused(postgres_server, tiny_demo, tmp_p
     study.set_user_attr("machine_id", "not-this-one")
     study.set_user_attr("space", Space(2, 8, 2, (64,), ("none", "disk", "ram")).to_dict())
     env = {**os.environ, "AUTOTUNE_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run(
-        _cmd(tiny_demo, url, "elsewhere"), capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
-    )
+    proc = subprocess.run(_cmd(tiny_demo, url, "elsewhere"), capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300)
     assert proc.returncode == 2
     assert "not comparable" in proc.stderr and "Some other CPU" in proc.stderr
     assert postgres_server.password not in proc.stdout + proc.stderr

@@ -68,13 +68,8 @@ class FakeProbe:
             requested=c.to_dict(),
             effective={},
             stats=stats,
-            memory=MemoryUse(
-                peak_host_bytes=mem,
-                host_kind="pss",
-                host_limit_bytes=None,
-                loader_processes=c.workers,
-                child_processes=c.workers,
-            ),
+            memory=MemoryUse(peak_host_bytes=mem, host_kind="pss", host_limit_bytes=None, loader_processes=c.workers,
+                             child_processes=c.workers),
             cache=None,
             files=None,
             workload={**w.to_dict(), "n_train": 800},
@@ -84,22 +79,8 @@ class FakeProbe:
         )
 
 
-def make_search(
-    storage,
-    clock,
-    probe,
-    budget_s=600.0,
-    limit=None,
-    ram=64 * GIB,
-    disk=10**13,
-    target=None,
-    machine=MACHINE,
-    space=SPACE,
-    baseline=BASELINE,
-    end_reserve=None,
-    seeds=(),
-    autobatch=None,
-):
+def make_search(storage, clock, probe, budget_s=600.0, limit=None, ram=64 * GIB, disk=10**13, target=None,
+                machine=MACHINE, space=SPACE, baseline=BASELINE, end_reserve=None, seeds=(), autobatch=None):
     settings = SearchSettings(
         budget_s=budget_s,
         storage="sqlite:///:memory:",
@@ -112,9 +93,8 @@ def make_search(
         seeds=seeds,
         autobatch=autobatch,
     )
-    return Search(
-        settings, space, WORKLOAD, machine, DATASET, 800, probe, storage, clock=clock, ram_available=ram, disk_free=disk
-    )
+    return Search(settings, space, WORKLOAD, machine, DATASET, 800, probe, storage, clock=clock,
+                  ram_available=ram, disk_free=disk)
 
 
 def test_runs_within_budget_seeds_baseline_and_reuses_its_measurement():
@@ -242,19 +222,8 @@ def test_search_prunes_through_progress_beats():
 
 
 def _rec(n, imgsz, epoch, feasible=True):
-    return TrialRecord(
-        n,
-        "COMPLETE",
-        {"imgsz": imgsz, "batch": 8, "workers": 2, "cache": "none"},
-        epoch if feasible else None,
-        None,
-        None,
-        feasible,
-        "ok",
-        "",
-        1.0,
-        None,
-    )
+    return TrialRecord(n, "COMPLETE", {"imgsz": imgsz, "batch": 8, "workers": 2, "cache": "none"},
+                       epoch if feasible else None, None, None, feasible, "ok", "", 1.0, None)
 
 
 def test_front_and_pick_rule():
@@ -304,19 +273,9 @@ def test_build_space_defaults_and_errors():
 def test_profile_yaml_is_a_valid_ultralytics_cfg(tmp_path):
     from ultralytics.cfg import get_cfg
 
-    path = profiles.write(
-        tmp_path / "p.yaml",
-        BASELINE.with_(batch=8, cache="ram"),
-        WORKLOAD,
-        {
-            "study": "s",
-            "trial": 3,
-            "images_per_s": 42.0,
-            "epoch_s": 19.0,
-            "n_train": 800,
-            "machine_summary": MACHINE.summary(),
-        },
-    )
+    path = profiles.write(tmp_path / "p.yaml", BASELINE.with_(batch=8, cache="ram"), WORKLOAD,
+                          {"study": "s", "trial": 3, "images_per_s": 42.0, "epoch_s": 19.0, "n_train": 800,
+                           "machine_summary": MACHINE.summary()})
     cfg = get_cfg(cfg=str(path))  # raises on any key Ultralytics does not know
     assert cfg.batch == 8 and cfg.cache == "ram" and cfg.data == WORKLOAD.data and cfg.model == WORKLOAD.model
     text = path.read_text()
