@@ -22,7 +22,6 @@ from autotune.config import ProbeOptions, TrainConfig, Workload, auto_optimizer,
 from autotune.errors import UserError
 from autotune.machine import Machine
 from autotune.probe import ProbeResult
-from autotune.search import mask_url
 
 PHASE_ATTR = "phase:"  # study user attrs "phase:<kind>:<key>" hold phase probes made by `autotune train`
 PHASES = ("mosaic", "no_mosaic")
@@ -367,10 +366,6 @@ def _config_from_cfg(cfg: dict[str, Any]) -> TrainConfig:
         optimizer=str(cfg.get("optimizer", "auto")),
         nbs=int(cfg.get("nbs", 64)),
     )
-
-
-def storage_label(url: str) -> str:
-    return mask_url(url)
 
 
 # -- phase measurements ---------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from autotune.predict import Rates, RunPrediction, RunShape, relative_error
 RUN_ATTR = "train_run:"  # study user attrs "train_run:<id>", one per run
 EPOCHS_JSON = "autotune_epochs.json"  # beside Ultralytics' results.csv
 TOLERANCE = 0.15  # an epoch's training this far off its prediction gets a warning with likely causes
-STATUSES = ("running", "finished", "interrupted", "crashed")
 
 Event = Callable[[str, dict[str, Any]], None]
 
