@@ -528,6 +528,157 @@ def report(
         Console().print(report_view(data, written))
 
 
+def _say(text: str) -> None:
+    """A line on stderr, unwrapped (paths and commands stay whole)."""
+    err.print(text, soft_wrap=True)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@user_errors
+def train(
+    ctx: typer.Context,
+    best: Annotated[bool, typer.Option("--best", help="the winner of the latest study in the storage")] = False,
+    study: Annotated[str | None, typer.Option(help="the winner of this study")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL; default the SQLite file")] = None,
+    profile: Annotated[Path | None, typer.Option(help="a profile written by autotune search (profiles/*.yaml)")] = None,
+    epochs: Annotated[int | None, typer.Option(help="epochs; default the study's planned epochs")] = None,
+    patience: Annotated[int | None, typer.Option(help="early stopping: epochs without improvement")] = None,
+    optimizer: Annotated[
+        str | None, typer.Option(help="default: the measured optimizer, pinned; 'auto' lets Ultralytics pick")
+    ] = None,
+    cos_lr: Annotated[bool | None, typer.Option("--cos-lr/--no-cos-lr", help="cosine learning-rate schedule")] = None,
+    close_mosaic: Annotated[
+        int | None, typer.Option(help="last epochs without mosaic (Ultralytics' default 10)")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the study's interrupted run from last.pt")] = False,
+    measure: Annotated[
+        bool, typer.Option("--measure/--no-measure", help="probe the phases the study lacks before training")
+    ] = True,
+) -> None:
+    """Train with the measured winner; each epoch's time against its phase-by-phase prediction.
+
+    Further Ultralytics settings pass through as key=value (e.g. lr0=0.005); the measured ones (batch, imgsz,
+    workers, cache, device, amp, nbs) cannot be changed here.
+    """
+    import os
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")  # before Ultralytics is imported: nothing downloads
+    from rich.markup import escape
+
+    from autotune import handover as ho
+    from autotune import train as tr
+    from autotune.dataset import load_dataset
+    from autotune.demo import cache_root
+    from autotune.machine import fingerprint
+    from autotune.predict import Rates
+    from autotune.render import train_epoch_line, train_off_warning, train_prediction_lines, train_summary
+    from autotune.search import open_storage
+
+    extra = ho.parse_extra(list(ctx.args))
+    if profile is not None and (best or study):
+        raise UserError("give --best (or --study NAME) or --profile FILE, not both")
+    if profile is None and not (best or study):
+        raise UserError("say what to train: --best (the latest search's winner), --study NAME or --profile FILE")
+    recipe = ho.Recipe(epochs, patience, optimizer, cos_lr, close_mosaic, extra)
+    if resume and recipe != ho.Recipe():
+        raise UserError("--resume continues the run with its own settings: drop the other training options")
+    url = storage or f"sqlite:///{cache_root() / 'studies.db'}"
+    store = open_storage(url)
+    if profile is not None:
+        source = ho.from_profile(profile, store)
+    else:
+        source = ho.from_study(ho.load_study(store, study or ho.latest_study_name(store)))
+    machine = fingerprint()
+    info = load_dataset(source.workload.data)
+    out = Console(highlight=False, soft_wrap=True, markup=False)  # "[mosaic]" is text, not Rich markup
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "start":
+            if data["prediction"] is not None:
+                for line in train_prediction_lines(data["prediction"], data["setup_s"]):
+                    out.print(line, style="dim" if line.startswith(("  ", "note")) else None)
+            else:
+                out.print(f"setup {data['setup_s']:.0f} s; no prediction (nothing measured)")
+        elif kind == "epoch":
+            out.print(train_epoch_line(data["record"]), style="bold")
+            if data["causes"]:
+                _say(f"[yellow]warning:[/yellow] {escape(train_off_warning(data['record'], data['causes']))}")
+        elif kind == "final":
+            run = data["run"]
+            predicted = f" (predicted {run.predicted_final_val_s:.1f} s)" if run.predicted_final_val_s else ""
+            out.print(f"final validation of best.pt {run.final_val_s:.1f} s{predicted}")
+        elif kind == "warning":
+            _say(f"[yellow]warning:[/yellow] {escape(data['text'])}")
+
+    if resume:
+        if source.study is None:
+            raise UserError(f"{source.label} has no study in the storage, so no run to resume was recorded")
+        run = tr.resumable_run(tr.runs_from_study(source.study))
+        if run is None:
+            raise UserError(
+                f"no interrupted run with a last.pt in study {source.study.study_name!r}: start one with autotune train"
+            )
+        _say(f"resuming run {run.id} from {run.last_pt} (epochs recorded: {len(run.records)})")
+        final = tr.train(run, "", {}, on_event, tr.persister(source.study), resume=True)
+    else:
+        h = ho.make_handover(source, recipe, len(info.train), info.nc, machine)
+        _say(f"training {source.label}: {h.config.label()} device={h.config.device} optimizer={h.optimizer}")
+        for note in h.notes:
+            _say(f"[dim]note: {note}[/dim]")
+        for warning in h.warnings:
+            _say(f"[yellow]warning:[/yellow] {warning}")
+        phases = _train_phases(h, source, machine, measure)
+        rates = Rates.from_results(phases.get("mosaic"), phases.get("no_mosaic"))
+        run = tr.new_run(
+            source.label,
+            source.study.study_name if source.study is not None else None,
+            source.trial,
+            source.profile,
+            h.config,
+            h.args,
+            h.optimizer,
+            rates,
+            machine.to_dict(),
+            warnings=h.warnings,
+            notes=h.notes,
+        )
+        final = tr.train(run, h.workload.model, h.args, on_event, tr.persister(source.study))
+    if final.status == "interrupted":
+        again = f"--profile {profile}" if profile else f"--study {final.study}"
+        keep = f"{final.last_pt.name} keeps the last finished epoch"
+        out.print(f"{train_summary(final)}; {keep}: continue with autotune train --resume {again}")
+        raise typer.Exit(130)
+    out.print(train_summary(final), style="bold")
+    if final.status != "finished":
+        _say(f"[red]training {final.status}:[/red] {final.sessions[-1].reason}")
+        raise typer.Exit(1)
+
+
+def _train_phases(h: Any, source: Any, machine: Any, measure: bool) -> dict[str, Any]:
+    """The phase measurements the run needs: stored ones, else one probe each (shown as a step, kept in the study)."""
+    from autotune import handover as ho
+    from autotune.demo import cache_root
+    from autotune.probe import probe as run_probe
+    from autotune.search import host_lock
+
+    def probe_fn(config: Any, workload: Any, options: Any, what: str) -> Any:
+        try:
+            with host_lock(cache_root() / "probe.lock"), err.status(f"{what}...") as status:
+
+                def beat(b: dict[str, Any]) -> None:
+                    status.update(f"{what}: {b.get('phase', '')} {b.get('iter', '')}")
+
+                return run_probe(config, workload, options, on_progress=beat)
+        except KeyboardInterrupt:
+            _say(f"interrupted while {what}: nothing trained")
+            raise typer.Exit(130) from None
+
+    def on_note(text: str) -> None:
+        _say(f"[dim]{text}[/dim]" if not text.startswith("warning:") else f"[yellow]{text}[/yellow]")
+
+    return ho.gather_phases(h, source, machine, measure, probe_fn, on_note)
+
+
 def main() -> None:
     app()
 

@@ -105,6 +105,7 @@ class ProbeOptions:
     utilisation: bool = False  # sample CPU, RSS and GPU at ~10 Hz during the window (autotune profile)
     compute_only_iters: int = 0  # then time this many forward+backward passes on one batch already on the device
     py_spy: bool = False  # record the loader workers with py-spy during the window
+    mosaic: bool = True  # False: mosaic closed for the whole window, as in a run's last close_mosaic epochs
 
     def __post_init__(self) -> None:
         if self.compute_only_iters < 0:
@@ -246,3 +247,17 @@ def auto_optimizer(n_train: int, batch: int, nbs: int, epochs: int, nc: int) -> 
         return OptimizerChoice("MuSGD", 0.01, 0.9, f"{iterations} planned iterations > 10000")
     lr_fit = round(0.002 * 5 / (4 + nc), 6)
     return OptimizerChoice("AdamW", lr_fit, 0.9, f"{iterations} planned iterations <= 10000")
+
+
+def optimizer_args(config: TrainConfig, n_train: int, nc: int, epochs: int) -> tuple[dict[str, Any], str]:
+    """The Ultralytics optimizer arguments that pin a config's optimizer for a run of `epochs`, and why.
+
+    'auto' is resolved here, as Ultralytics resolves it for that run (auto_optimizer), and passed explicitly with
+    the learning rate, momentum and bias warm-up Ultralytics' own 'auto' sets; a named optimizer passes as it is.
+    A probe and the training run it predicts both call this, so they build the same optimizer.
+    """
+    if config.optimizer != "auto":
+        return {"optimizer": config.optimizer}, "as requested"
+    choice = auto_optimizer(n_train, config.batch, config.nbs, epochs, nc)
+    args = {"optimizer": choice.name, "lr0": choice.lr0, "momentum": choice.momentum, "warmup_bias_lr": 0.0}
+    return args, f"auto -> {choice.name} ({choice.reason}, as Ultralytics decides for the full run)"

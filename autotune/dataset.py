@@ -146,18 +146,25 @@ def choose_subset(counts: list[int], n: int, seed: int, top_share: float = 0.1) 
     return sorted(chosen)
 
 
-def image_sizes(paths: list[str] | tuple[str, ...]) -> list[tuple[int, int]]:
-    """(width, height) of each readable image, from its header alone (no decoding)."""
+def header_size(path: str) -> tuple[int, int] | None:
+    """(width, height) from the file header (no decoding); None when it cannot be read.
+
+    Once Ultralytics is imported, PIL's Image.open is its patch, which meets an unknown format by trying to
+    install and import pi-heif: that ImportError means "unreadable" here too (YOLO_OFFLINE stops the install).
+    """
     from PIL import Image
 
-    sizes = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                sizes.append(im.size)
-        except OSError:
-            continue
-    return sizes
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ImportError, Image.DecompressionBombError):
+        return None
+
+
+def image_sizes(paths: list[str] | tuple[str, ...]) -> list[tuple[int, int]]:
+    """(width, height) of each readable image, from its header alone (no decoding)."""
+    return [s for s in map(header_size, paths) if s is not None]
 
 
 def stale_npy(images: list[str] | tuple[str, ...]) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune import pagecache
-from autotune.config import ProbeOptions, TrainConfig, Workload, auto_optimizer, parse_memory_limit
+from autotune.config import ProbeOptions, TrainConfig, Workload, optimizer_args, parse_memory_limit
 from autotune.dataset import StagedSubset, choose_subset, count_objects, image_sizes, load_dataset, stage, stale_npy
 from autotune.machine import PeakMemorySampler, UtilisationSampler, available_ram_bytes
 from autotune.probe import (
@@ -71,7 +71,7 @@ class _CacheTimer:
         return undo
 
 
-def _offline_amp_check(model: Any) -> bool:
+def offline_amp_check(model: Any) -> bool:
     """Stand-in for Ultralytics' check_amp, which downloads weights to compare FP32 and AMP detections.
 
     Runs a convolution in FP32 and under autocast on the model's device and checks the results are finite and
@@ -169,13 +169,7 @@ def measure(
         action = "dropped"
 
     # The optimizer is pinned to the full run's choice (see config.auto_optimizer).
-    if config.optimizer == "auto":
-        choice = auto_optimizer(len(info.train), config.batch, config.nbs, workload.epochs, info.nc)
-        opt_args = {"optimizer": choice.name, "lr0": choice.lr0, "momentum": choice.momentum, "warmup_bias_lr": 0.0}
-        optimizer_reason = f"auto -> {choice.name} ({choice.reason}, as Ultralytics decides for the full run)"
-    else:
-        opt_args = {"optimizer": config.optimizer}
-        optimizer_reason = "as requested"
+    opt_args, optimizer_reason = optimizer_args(config, len(info.train), info.nc, workload.epochs)
 
     gpu_limit = host_limit = None
     if cuda:
@@ -207,7 +201,7 @@ def measure(
     import ultralytics.engine.trainer as ul_trainer
     from ultralytics import YOLO
 
-    ul_trainer.check_amp = _offline_amp_check  # never download weights for the AMP check
+    ul_trainer.check_amp = offline_amp_check  # never download weights for the AMP check
 
     def on_pretrain_routine_start(trainer: Any) -> None:
         # Ultralytics forces workers=0 on CPU; the user asked for a number, and the real run can have it too
@@ -287,6 +281,8 @@ def measure(
 
     def on_train_batch_start(trainer: Any) -> None:
         recorder.batch_start()
+        if "mosaic" not in eff:  # after the epoch start, where Ultralytics closes mosaic
+            eff["mosaic"] = mosaic_on(trainer.train_loader.dataset)
 
     def on_train_batch_end(trainer: Any) -> None:
         before = recorder.phase
@@ -334,7 +330,9 @@ def measure(
         "amp": config.amp,
         "nbs": config.nbs,
         "warmup_epochs": 0,  # the warm-up epochs' accumulation ramp is a phase of its own, predicted apart
-        "close_mosaic": 0,  # mosaic on, as in most epochs of the real run
+        # mosaic on, as in most epochs of the real run; or closed from the first epoch (epoch >= epochs - close_mosaic)
+        # for the no-mosaic phase of a run's last close_mosaic epochs
+        "close_mosaic": 0 if options.mosaic else workload.epochs,
         "val": False,
         "plots": False,  # plotting fetches a font
         "save": False,
@@ -419,10 +417,18 @@ def measure(
             f"(the probe only rewrote its own copy): {', '.join(restored)}"
         )
     effective = {**eff, "loader_processes": state["loader_procs"]}
-    mismatches = _mismatches(config, effective, opt_args, cuda)
+    changed = mismatches(config, effective, opt_args, cuda)
+    if effective.get("mosaic") is not None and effective["mosaic"] != options.mosaic:
+        changed.append(
+            (
+                "infeasible",
+                f"mosaic {'on' if options.mosaic else 'off'} asked, Ultralytics trained "
+                f"with it {'on' if effective['mosaic'] else 'off'}",
+            )
+        )
     cache = _cache_cost(config, cache_timer, len(info.train) + len(info.val), info.train[0])
-    if status == "ok" and mismatches:
-        status, reason = mismatches[0]
+    if status == "ok" and changed:
+        status, reason = changed[0]
     if status == "ok" and cache.fits is False:
         status, reason = "infeasible", cache.rule
     memory = MemoryUse(
@@ -437,6 +443,7 @@ def measure(
         val_batch=val.get("val_batch"),
         val_batch_s=val.get("val_batch_s"),
         val_data_s=val.get("val_data_s"),
+        val_first_s=val.get("val_first_s"),
         val_peak_gpu_bytes=val.get("val_peak_gpu_bytes"),
         val_peak_host_bytes=val.get("val_peak_host_bytes"),
     )
@@ -528,6 +535,23 @@ def resize_staged(staged: StagedSubset, imgsz: int, full_images: int, beside: Pa
     )
 
 
+def mosaic_on(dataset: Any) -> bool | None:
+    """Whether a training dataset's transforms include mosaic with a non-zero probability; None if it cannot tell.
+
+    Ultralytics closes mosaic by rebuilding the transforms with mosaic=0.0 (dataset.close_mosaic), so the
+    Mosaic transform's probability is what the loader's workers actually apply.
+    """
+    seen: list[Any] = [getattr(dataset, "transforms", None)]
+    while seen:
+        t = seen.pop()
+        if t is None:
+            continue
+        if type(t).__name__ == "Mosaic":
+            return float(getattr(t, "p", 0.0)) > 0
+        seen.extend(getattr(t, "transforms", None) or [])
+    return None if getattr(dataset, "transforms", None) is None else False
+
+
 def _damaged_images(staged: StagedSubset, train_kept: list[str], val_kept: list[str]) -> tuple[list[str], list[str]]:
     """(source images Ultralytics dropped as corrupt, source JPEGs it restored) among the staged ones.
 
@@ -590,9 +614,7 @@ def _classify_exception(e: BaseException) -> tuple[str, str]:
     return "crashed", msg
 
 
-def _mismatches(
-    config: TrainConfig, eff: dict[str, Any], opt_args: dict[str, Any], cuda: bool
-) -> list[tuple[str, str]]:
+def mismatches(config: TrainConfig, eff: dict[str, Any], opt_args: dict[str, Any], cuda: bool) -> list[tuple[str, str]]:
     """Every silent change Ultralytics made to what was asked, as (status, reason)."""
     out: list[tuple[str, str]] = []
     if eff["batch"] != config.batch:
@@ -720,6 +742,8 @@ def _measure_val_batch(trainer: Any, cuda: bool) -> dict[str, Any]:
         if cuda:
             torch.cuda.synchronize()
         t2 = time.perf_counter()
+        if k == 0:
+            out["val_first_s"] = t2 - t0
         if k == 1 or len(loader) == 1:
             out.update(val_data_s=t1 - t0, val_batch_s=t2 - t1)
         if cuda:

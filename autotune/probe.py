@@ -41,6 +41,7 @@ class MemoryUse:
     val_batch: int | None = None  # validation runs at 2x the training batch
     val_batch_s: float | None = None  # forward + NMS of one validation batch, after one untimed batch
     val_data_s: float | None = None  # time to get that batch from the loader
+    val_first_s: float | None = None  # the untimed first batch, loading and all: the val loader's workers start there
     val_peak_gpu_bytes: int | None = None
     val_peak_host_bytes: int | None = None
 

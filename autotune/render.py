@@ -8,10 +8,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from autotune.predict import EpochPlan, RunPrediction, relative_error
 from autotune.probe import ProbeResult
 from autotune.profiler import Profile, saturation
 from autotune.report import ReportData
 from autotune.search import SearchOutcome
+from autotune.train import EpochRecord, TrainRun, headline_metrics
 
 STATUS_STYLE = {"ok": "bold green", "oom": "bold red", "over_limit": "bold red", "timeout": "bold yellow"}
 
@@ -394,7 +396,12 @@ def search_view(o: SearchOutcome, profile_path: str | None) -> Group:
         parts.append(Text(f"note: {n}", style="dim"))
     parts.append(Text(f"study {o.study} in {o.storage}", style="dim"))
     if profile_path:
-        parts.append(Text(f"profile: {profile_path}  (train it: yolo cfg={profile_path})", style="bold"))
+        parts.append(
+            Text(
+                f"profile: {profile_path}  (train it: autotune train --profile {profile_path}, or yolo cfg=...)",
+                style="bold",
+            )
+        )
     return Group(*parts)
 
 
@@ -417,3 +424,91 @@ def report_view(d: ReportData, written: list[str]) -> Group:
         parts.append(Text(f"not measured yet: {', '.join(d.missing)} (autotune report --measure)", style="yellow"))
     parts.append(Text("written: " + ", ".join(written), style="dim"))
     return Group(*parts)
+
+
+# -- autotune train ------------------------------------------------------------------------------------------------
+
+
+def _sec(s: float | None) -> str:
+    """Seconds as the epoch lines print them: '412 s', '3.4 s'; minutes and hours past 10 minutes."""
+    if s is None:
+        return "n/a"
+    if s >= 600:
+        return fmt_s(s)
+    return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
+
+
+def _pct(e: float | None) -> str:
+    return "" if e is None else f", {e:+.1%}"
+
+
+def train_epoch_line(r: EpochRecord) -> str:
+    """One line per epoch: 'epoch 3/50  train 412 s (predicted 398 s, +3.5%)  val 31 s (predicted 29 s)  123.4
+    images/s  [mosaic]'."""
+    width = len(str(r.epochs))
+    parts = [f"epoch {r.epoch:>{width}}/{r.epochs}"]
+    train = f"train {_sec(r.train_s)}"
+    if r.predicted_train_s:
+        train += f" (predicted {_sec(r.predicted_train_s)}{_pct(r.train_error)})"
+    parts.append(train)
+    if r.val_s is not None:
+        val = f"val {_sec(r.val_s)}"
+        if r.predicted_val_s:
+            val += f" (predicted {_sec(r.predicted_val_s)})"
+        parts.append(val)
+    parts.append(f"{r.images_per_s:.1f} images/s")
+    m = headline_metrics(r.metrics)
+    if "mAP50-95" in m:
+        parts.append(f"mAP50-95 {m['mAP50-95']:.3f}")
+    label = r.phase or ("mosaic" if r.mosaic else "no mosaic" if r.mosaic is False else "")
+    return "  ".join(parts) + (f"  [{label}]" if label else "")
+
+
+def train_off_warning(r: EpochRecord, causes: list[str]) -> str:
+    """The warning for an epoch whose training was more than the tolerance off its prediction."""
+    e = r.train_error or 0.0
+    side = "slower" if e > 0 else "faster"
+    return f"epoch {r.epoch}: training {abs(e):.0%} {side} than predicted; likely: " + "; ".join(causes)
+
+
+def train_prediction_lines(p: RunPrediction, setup_s: float) -> list[str]:
+    """The plan before the first epoch: setup, then runs of epochs with the same phase, and the total."""
+    lines = [
+        f"setup {_sec(setup_s)} (predicted: cache build {_sec(p.setup_s)}; model build and dataset scan not measured)"
+    ]
+    groups: list[list[EpochPlan]] = []
+    for e in p.epochs:
+        if groups and groups[-1][-1].phase == e.phase and groups[-1][-1].val_s == e.val_s:
+            groups[-1].append(e)
+        else:
+            groups.append([e])
+    for g in groups:
+        span = f"epoch {g[0].epoch}" if len(g) == 1 else f"epochs {g[0].epoch}-{g[-1].epoch}"
+        train = sum(e.train_s for e in g) / len(g)
+        steps = sum(e.steps for e in g) / len(g)
+        each = "" if len(g) == 1 else " each"
+        val = f" + val {_sec(g[0].val_s)}" if g[0].val_s is not None else ""
+        lines.append(f"  {span} [{g[0].phase}]: train {_sec(train)}{val}{each} ({steps:.0f} optimizer steps)")
+    if p.final_val_s is not None:
+        lines.append(f"  final validation of best.pt {_sec(p.final_val_s)}")
+    n = len(p.epochs)
+    lines.append(f"predicted: {fmt_s(p.total_s)} for {n} epoch{'s' if n != 1 else ''}")
+    lines += [f"note: {n}" for n in p.notes]
+    return lines
+
+
+def train_summary(run: TrainRun) -> str:
+    """The end: epochs done, total time against the prediction for those epochs, and the final metrics."""
+    done = len(run.records)
+    parts = [f"{run.status}: {done}/{run.epochs} epochs in {fmt_s(run.actual_s)}"]
+    if run.predicted_s:
+        err = relative_error(run.predicted_parts_s, run.predicted_s)
+        parts.append(
+            f"predicted {fmt_s(run.predicted_s)} for what took {fmt_s(run.predicted_parts_s)}{_pct(err)}, "
+            f"plus {fmt_s(run.unpredicted_s)} nothing predicts (model build, dataset scan, checkpoints)"
+        )
+    metrics = headline_metrics(run.final_metrics or (run.records[-1].metrics if run.records else {}))
+    if metrics:
+        parts.append("  ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k in ("mAP50", "mAP50-95")))
+    parts.append(f"run folder {run.save_dir}")
+    return "; ".join(parts)

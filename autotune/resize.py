@@ -33,7 +33,16 @@ import numpy as np
 import yaml
 
 from autotune.config import ProbeOptions, TrainConfig, Workload
-from autotune.dataset import IMG_FORMATS, data_root, entry_path, images_in, label_path, list_images, load_dataset
+from autotune.dataset import (
+    IMG_FORMATS,
+    data_root,
+    entry_path,
+    header_size,
+    images_in,
+    label_path,
+    list_images,
+    load_dataset,
+)
 from autotune.errors import UserError
 from autotune.machine import usable_cores
 
@@ -201,17 +210,6 @@ def default_out(source_root: str, imgsz: int) -> Path:
     if root.parent == root:
         raise UserError(f"the dataset's files share no folder below {root}; give --out")
     return root.with_name(f"{root.name}-{imgsz}px")
-
-
-def header_size(path: str) -> tuple[int, int] | None:
-    """(width, height) from the file header (no decoding); None when it cannot be read."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, Image.DecompressionBombError):
-        return None
 
 
 def _is_within(path: Path, folder: Path) -> bool:

@@ -212,6 +212,11 @@ def _record(t: Any) -> TrialRecord:
     )
 
 
+def trial_records(study: Any) -> tuple[TrialRecord, ...]:
+    """Every trial of a study that has started, as records."""
+    return tuple(_record(t) for t in study.get_trials(deepcopy=False) if t.state.name != "WAITING")
+
+
 def front(records: tuple[TrialRecord, ...] | list[TrialRecord]) -> tuple[TrialRecord, ...]:
     """For each image size, its fastest feasible config: the speed vs resolution front."""
     best: dict[int, TrialRecord] = {}
@@ -576,8 +581,10 @@ class Search:
             self.on_event("reference", {"key": "baseline_end", "config": self.s.baseline})
             baseline_end = self._probe(self.s.baseline)
             self.study.set_user_attr("baseline_end", baseline_end.to_dict())
-        records = tuple(_record(t) for t in self.study.get_trials(deepcopy=False) if t.state.name != "WAITING")
+        records = trial_records(self.study)
         winner, reason = pick(records, self.s.target_epoch_s)
+        if winner is not None:  # what `autotune train --best` trains: the pick rule's choice, target included
+            self.study.set_user_attr("winner", {"trial": winner.number, "reason": reason})
         return SearchOutcome(
             study=self.s.study,
             storage=mask_url(self.s.storage),
