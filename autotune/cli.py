@@ -528,6 +528,24 @@ def report(
         Console().print(report_view(data, written))
 
 
+def _ensure_resized(data: str, imgsz: int) -> None:
+    """The copy pre-resized to imgsz that the winner was measured from: written (or completed) here if missing."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from autotune.resize import plan_resize, prepare, write_copy
+
+    plan = plan_resize(data, imgsz)
+    pending, est = prepare(plan)
+    if not pending:
+        return
+    columns = (TextColumn(f"writing the copy pre-resized to {imgsz} px"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("resizing", total=len(pending))
+        result = write_copy(plan, pending, est, None, lambda d, t: bar.update(task, completed=d, total=t))
+    _say(f"wrote {result.images} images to {plan.out} in {result.seconds:.1f} s (one-time, as measured)")
+
+
 def _say(text: str) -> None:
     """A line on stderr, unwrapped (paths and commands stay whole)."""
     err.print(text, soft_wrap=True)
@@ -627,6 +645,8 @@ def train(
             _say(f"[dim]note: {note}[/dim]")
         for warning in h.warnings:
             _say(f"[yellow]warning:[/yellow] {warning}")
+        if h.config.source == "resized":
+            _ensure_resized(source.workload.data, h.config.imgsz)
         phases = _train_phases(h, source, machine, measure)
         rates = Rates.from_results(phases.get("mosaic"), phases.get("no_mosaic"))
         run = tr.new_run(

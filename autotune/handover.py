@@ -201,6 +201,11 @@ def make_handover(source: Source, recipe: Recipe, n_train: int, nc: int, machine
     }
     for key in ("task", "mode"):  # the profile's cfg names them; model.train() sets both itself
         args.pop(key)
+    if config.source == "resized":  # measured from a copy pre-resized to imgsz: train from that copy
+        from autotune.resize import plan_resize
+
+        args["data"] = str(Path(plan_resize(source.workload.data, config.imgsz).out) / "data.yaml")
+        notes.append(f"trains from the copy pre-resized to {config.imgsz} px: {args['data']} (made first if missing)")
     for key, value in (("patience", recipe.patience), ("cos_lr", recipe.cos_lr), ("close_mosaic", recipe.close_mosaic)):
         if value is not None:
             args[key] = value
