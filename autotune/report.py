@@ -452,6 +452,7 @@ def build(snap: Snapshot, epochs: int | None = None) -> ReportData:
             "free win (accuracy may drop); the speedup is labelled as such"
         )
     missing = tuple(r.lever for r in rows if r.state in ("not measured yet", "failed"))
+    runs = _train_runs(ua)
     return ReportData(
         study=snap.study,
         storage=snap.storage,
@@ -481,6 +482,42 @@ def build(snap: Snapshot, epochs: int | None = None) -> ReportData:
         front=tuple(best[s] for s in sorted(best)),
         missing=missing,
         notes=tuple(notes),
+        train_runs=runs,
+    )
+
+
+def _train_runs(user_attrs: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """`autotune train` runs recorded in the study, oldest first, each epoch with its prediction (plain data)."""
+    from autotune.train import RUN_ATTR, TrainRun
+
+    runs = sorted(
+        (TrainRun.from_dict(v) for k, v in user_attrs.items() if k.startswith(RUN_ATTR)),
+        key=lambda r: r.sessions[0].started if r.sessions else "",
+    )
+    return tuple(
+        {
+            "id": r.id,
+            "config": r.config,
+            "status": r.status,
+            "epochs": [
+                {
+                    "epoch": e.epoch,
+                    "phase": e.phase,
+                    "train_s": e.train_s,
+                    "predicted_train_s": e.predicted_train_s,
+                    "train_error": e.train_error,
+                    "val_s": e.val_s,
+                    "predicted_val_s": e.predicted_val_s,
+                    "images_per_s": e.images_per_s,
+                }
+                for e in r.records
+            ],
+            "actual_s": r.actual_s,
+            "predicted_s": r.predicted_s,
+            "predicted_parts_s": r.predicted_parts_s,
+            "final_metrics": r.final_metrics,
+        }
+        for r in runs
     )
 
 

@@ -268,14 +268,24 @@ def markdown(d: ReportData, images: Sequence[Path], notes: Sequence[str]) -> str
 
 
 def _train_runs_md(runs: Sequence[dict[str, Any]]) -> str:
-    rows = []
+    rows, totals = [], []
     for run in runs:
         for e in run.get("epochs", []):
-            pred, act = e.get("predicted_train_s"), e.get("train_s")
-            err = f"{act / pred - 1:+.1%}" if pred and act else "-"
-            rows.append([str(run.get("started", "")), str(e.get("epoch")), fmt_s(pred), fmt_s(act), err,
-                         fmt_s(e.get("val_s"))])  # fmt: skip
-    return _md_table(["run", "epoch", "predicted train", "actual train", "error", "val"], rows)
+            err = f"{e['train_error']:+.1%}" if e.get("train_error") is not None else "-"
+            rows.append([run["id"], str(e["epoch"]), e.get("phase") or "-", fmt_s(e.get("predicted_train_s")),
+                         fmt_s(e["train_s"]), err, fmt_s(e.get("predicted_val_s")), fmt_s(e.get("val_s")),
+                         f"{e['images_per_s']:.1f}"])  # fmt: skip
+        if run.get("predicted_s"):
+            m = run.get("final_metrics") or {}
+            maps = ", ".join(f"{k} {v:.3f}" for k, v in m.items() if "mAP" in k)
+            totals.append(
+                f"- run {run['id']} ({run['status']}): predicted {fmt_s(run['predicted_s'])}, the predicted parts took "
+                f"{fmt_s(run['predicted_parts_s'])} ({run['predicted_parts_s'] / run['predicted_s'] - 1:+.1%}); "
+                f"{fmt_s(run['actual_s'])} in all" + (f"; {maps}" if maps else "")
+            )
+    head = ["run", "epoch", "phase", "predicted train", "actual train", "error", "predicted val", "actual val",
+            "images/s"]  # fmt: skip
+    return _md_table(head, rows) + "\n" + "\n".join(totals) + "\n"
 
 
 def to_html(md_text: str, folder: Path) -> str:
