@@ -172,3 +172,25 @@ def test_measurements_of_a_config_are_counted_once_and_failures_are_retried():
     oom = failed("oom", "out of memory", p.config, WORKLOAD)
     ua[levers.probe_key(p.config)] = levers.append_result(ua, p.config, p.lever, oom)
     assert levers.still_missing([p], ua, [], BASE, repeats=3) == []  # cannot change alone: never retried
+
+
+def test_train_runs_show_predicted_against_actual(tmp_path):
+    from autotune.train import RUN_ATTR, EpochRecord, Session, TrainRun
+
+    records = (
+        EpochRecord(1, 2, "warm-up, no mosaic", False, train_s=44.0, val_s=3.0, other_s=0.5, images=800,
+                    predicted_train_s=40.0, predicted_val_s=2.5),
+        EpochRecord(2, 2, "no mosaic", False, train_s=39.0, val_s=3.0, other_s=0.5, images=800,
+                    predicted_train_s=40.0, predicted_val_s=2.5),
+    )  # fmt: skip
+    run = TrainRun("r1", "study s, trial 1", "s", 1, None, WIN.to_dict(), {}, "AdamW", {}, {}, epochs=2,
+                   records=records, sessions=(Session("2026-11-28T00:00:00", status="finished"),))  # fmt: skip
+    snap = snapshot({})
+    snap.user_attrs[RUN_ATTR + "r1"] = run.to_dict()
+    d = build(snap)
+    (r,) = d.train_runs
+    assert [e["train_error"] for e in r["epochs"]] == [pytest.approx(0.10), pytest.approx(-0.025)]
+    assert r["predicted_s"] == pytest.approx(85.0)
+    reportdoc.write(d, tmp_path, ["md"])
+    md = (tmp_path / "report.md").read_text()
+    assert "| r1 | 1 | warm-up, no mosaic | 40.0 s | 44.0 s | +10.0% |" in md
