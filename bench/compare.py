@@ -73,7 +73,8 @@ def ok_ips(r: ProbeResult) -> tuple[float, ...]:
 
 
 def run_search(args: argparse.Namespace, study: str, env: dict[str, str]) -> tuple[dict[str, Any], float]:
-    space = ["--batch", args.batch, "--workers", args.workers, "--imgsz", args.imgsz, "--cache", args.cache]
+    space = ["--batch", args.batch, "--workers", args.workers, "--imgsz", args.imgsz, "--cache", args.cache,
+             "--source", args.source]  # fmt: skip
     data = ["--data", args.data] if args.data else []
     argv = [sys.executable, "-m", "autotune", "search", "--budget", args.budget, "--device", args.device, *space,
             "--iters", str(args.iters), "--study", study, "--json", *data]  # fmt: skip
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", default="0,2")
     ap.add_argument("--imgsz", default="96,128")
     ap.add_argument("--cache", default="none,ram")
+    ap.add_argument("--source", default="original", help="original,resized to search the pre-resized copy too")
     ap.add_argument("--baseline-imgsz", type=int, default=None, help="default: 160 on a CPU, 640 on a GPU")
     ap.add_argument("--iters", type=int, default=6, help="measured iterations per probe (as the search's)")
     ap.add_argument("--repeats", type=int, default=3, help="side-by-side repeats of the winner and grid optimum")
@@ -161,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     rows["d"] = Row(f"d. autotune winner ({a.budget} search)", winner, (w["images_per_s"],) if w else ())
 
     grid = [
-        defaults.with_(batch=b, workers=k, imgsz=s, cache=ch)
-        for s, b, k, ch in itertools.product(ints(a.imgsz), ints(a.batch), ints(a.workers), a.cache.split(","))
+        defaults.with_(batch=b, workers=k, imgsz=s, cache=ch, source=src)
+        for s, b, k, ch, src in itertools.product(
+            ints(a.imgsz), ints(a.batch), ints(a.workers), a.cache.split(","), a.source.split(",")
+        )
     ]
     print(f"[compare] grid: {len(grid)} configs", flush=True)
     t0 = time.monotonic()
@@ -251,7 +255,8 @@ def render(
         "",
         f"Command: `{cmd.strip()}`  ",
         f"Machine: {fingerprint().summary()}  ",
-        f"Space (search and grid): batch {a.batch}, workers {a.workers}, imgsz {a.imgsz}, cache {a.cache}; "
+        f"Space (search and grid): batch {a.batch}, workers {a.workers}, imgsz {a.imgsz}, cache {a.cache}, "
+        f"source {a.source}; "
         f"{a.iters} measured iterations per probe; total {total / 60:.1f} min.",
         "",
         "| | config | images/s (each) | mean | note |",
