@@ -452,7 +452,7 @@ def build(snap: Snapshot, epochs: int | None = None) -> ReportData:
             "free win (accuracy may drop); the speedup is labelled as such"
         )
     missing = tuple(r.lever for r in rows if r.state in ("not measured yet", "failed"))
-    runs = _train_runs(ua)
+    runs = train_runs_of(ua)
     return ReportData(
         study=snap.study,
         storage=snap.storage,
@@ -486,7 +486,7 @@ def build(snap: Snapshot, epochs: int | None = None) -> ReportData:
     )
 
 
-def _train_runs(user_attrs: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+def train_runs_of(user_attrs: dict[str, Any]) -> tuple[dict[str, Any], ...]:
     """`autotune train` runs recorded in the study, oldest first, each epoch with its prediction (plain data)."""
     from autotune.train import RUN_ATTR, TrainRun
 

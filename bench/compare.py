@@ -87,14 +87,24 @@ def run_search(args: argparse.Namespace, study: str, env: dict[str, str]) -> tup
     return json.loads(p.stdout.strip().splitlines()[-1]), wall
 
 
-def run_train(profile: str, epochs: int, env: dict[str, str]) -> dict[str, Any] | str:
-    """A short `autotune train --profile` run: its per-epoch predicted and actual training seconds."""
-    argv = [sys.executable, "-m", "autotune", "train", "--profile", profile, "--epochs", str(epochs), "--json"]
+def run_train(study: str, epochs: int, env: dict[str, str]) -> dict[str, Any] | str:
+    """A short `autotune train --study` run of the winner: its per-epoch predicted and actual training seconds,
+    read back from the study as `autotune report` reads them."""
+    import optuna
+
+    from autotune.demo import cache_root
+    from autotune.report import train_runs_of
+    from autotune.search import open_storage
+
+    argv = [sys.executable, "-m", "autotune", "train", "--study", study, "--epochs", str(epochs)]
     print(f"[compare] train: {' '.join(argv[2:])}", flush=True)
     p = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
+    print(p.stderr[-1500:], flush=True)
     if p.returncode != 0:
         return f"exit {p.returncode}: {(p.stderr.strip().splitlines() or [''])[-1][:200]}"
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    store = open_storage(f"sqlite:///{cache_root() / 'studies.db'}")
+    runs = train_runs_of(optuna.load_study(study_name=study, storage=store).user_attrs)
+    return runs[-1] if runs else "no run recorded"
 
 
 def ratio(a: Row, b: Row) -> str:
@@ -186,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     side_e = Row(rows["e"].name + ", side by side", best_cfg, tuple(again["e"]))
 
     train: dict[str, Any] | str = "skipped"
-    if a.train_epochs and outcome.get("profile"):
-        train = run_train(outcome["profile"], a.train_epochs, env)
+    if a.train_epochs and w:
+        train = run_train(study, a.train_epochs, env)
 
     d = rows["d"]
     ratios = {
