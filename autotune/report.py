@@ -471,7 +471,11 @@ def build(snap: Snapshot, epochs: int | None = None) -> ReportData:
         end_to_end_low=lo,
         end_to_end_high=hi,
         interaction=inter,
-        interaction_text=_interaction_text(inter, base, win, base_cfg.device != "cpu"),
+        interaction_text=(
+            _interaction_text(inter, base, win, base_cfg.device != "cpu")
+            if searched
+            else "The winner is the baseline's own configuration: no lever changed, so there is nothing to break down."
+        ),
         same_imgsz=base_cfg.imgsz == win_cfg.imgsz,
         waterfall=tuple(steps),
         total_baseline_s=total(base),
