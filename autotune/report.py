@@ -281,11 +281,14 @@ def _interaction_text(inter: float | None, base: Side, win: Side, on_gpu: bool) 
         return f"{bound} (waits for data {s.stall_fraction:.0%} of the time{util})"
 
     moved = f"The baseline is {where(base)}; the winner is {where(win)}."
+    same = where(base).split(" ")[0] == where(win).split(" ")[0]
     if inter < 0.9:
-        return (
-            f"{moved} Together the levers give {inter:.2f}x of what their single factors multiply to: they act "
-            "on the same bottleneck, and once it moves, further gains on the old one are worth nothing."
+        why = (
+            "they relieve the same bottleneck, so their gains overlap instead of multiplying"
+            if same
+            else "once the bottleneck moves, further gains on the old one are worth nothing"
         )
+        return f"{moved} Together the levers give {inter:.2f}x of what their single factors multiply to: {why}."
     if inter > 1.1:
         return f"{moved} Together the levers give {inter:.2f}x their product: they help each other."
     return f"{moved} The single factors multiply to about the end-to-end speedup ({inter:.2f}x): little overlap."
