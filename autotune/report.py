@@ -36,6 +36,7 @@ class TrialPoint:
     status: str
     images_per_s: float | None
     peak_memory_bytes: int | None
+    source: str = "original"
 
 
 @dataclass(frozen=True)
@@ -541,6 +542,7 @@ def _point(t: dict[str, Any]) -> TrialPoint:
         status=ua.get("status", ""),
         images_per_s=ua.get("images_per_s"),
         peak_memory_bytes=ua.get("peak_memory_bytes"),
+        source=str(c.get("source", "original")),
     )
 
 

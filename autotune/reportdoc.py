@@ -88,7 +88,7 @@ def draw_charts(d: ReportData, folder: Path, study: Any | None = None) -> tuple[
     kind = "GPU memory" if d.baseline.config.get("device") != "cpu" else "RAM (PSS)"
     out.append(charts.throughput_vs_batch(ti.series, ti.memory, ti.failed, ti.limit_gib, kind, folder / "batch.png"))
     if d.front:
-        labels = [f"b{p.batch} w{p.workers} {p.cache}" for p in d.front]
+        labels = [f"b{p.batch} w{p.workers} {p.cache}{' resized' if p.source == 'resized' else ''}" for p in d.front]
         out.append(
             charts.speed_vs_resolution(
                 [p.imgsz for p in d.front], [p.images_per_s or 0 for p in d.front], labels, folder / "front.png"
@@ -177,7 +177,8 @@ def headline(d: ReportData) -> str:
 
 
 def _config(c: dict[str, Any]) -> str:
-    return f"batch {c['batch']}, workers {c['workers']}, imgsz {c['imgsz']}, cache {c['cache']}"
+    text = f"batch {c['batch']}, workers {c['workers']}, imgsz {c['imgsz']}, cache {c['cache']}"
+    return text + (", from the pre-resized copy" if c.get("source") == "resized" else "")
 
 
 def markdown(d: ReportData, images: Sequence[Path], notes: Sequence[str]) -> str:
