@@ -94,7 +94,10 @@ def make_plan(
     for t in seeds:
         if not space.contains(t):
             raise UserError(f"--try {t.label()} is outside the search space ({space.describe()})")
-    options = ProbeOptions(iters=iters or probe_iters(budget_s, cpu_only), warmup_max=15 if cpu_only else 30)
+    # on a GPU, each probe samples utilisation (~1% of its CPU time): the report says how busy the GPU was
+    options = ProbeOptions(
+        iters=iters or probe_iters(budget_s, cpu_only), warmup_max=15 if cpu_only else 30, utilisation=not cpu_only
+    )
     url = storage or f"sqlite:///{cache_root() / 'studies.db'}"
     n_train = len(info.train)
     name = study or default_study_name(workload, machine, space, f"{info.yaml_path}:{n_train}:{len(info.val)}")
