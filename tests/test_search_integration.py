@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -36,7 +37,13 @@ def test_real_search_on_a_tiny_workload(tiny_demo, tmp_path):
     assert raw and all(len(r) >= 4 for r in raw)  # raw per-iteration timings are in the storage
     profile = tmp_path / out["profile"]
     cfg = yaml.safe_load(profile.read_text())
-    assert cfg["imgsz"] == 64 and cfg["data"] == str(tiny_demo) and cfg["model"] == "yolo11n.yaml"
+    # 320x180 frames at imgsz 64: the pre-resized source is searched too; a resized winner trains from the copy
+    assert study.user_attrs["space"]["source"] == ["original", "resized"]
+    root = Path(tiny_demo).parent
+    copy = root.with_name(f"{root.name}-64px") / "data.yaml"
+    resized = out["winner"]["config"]["source"] == "resized"
+    assert cfg["data"] == (str(copy) if resized else str(tiny_demo))
+    assert cfg["imgsz"] == 64 and cfg["model"] == "yolo11n.yaml"
     from ultralytics.cfg import get_cfg
 
     get_cfg(cfg=str(profile))  # Ultralytics accepts it as it is
