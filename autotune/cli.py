@@ -107,12 +107,11 @@ def resize(
     as_json: JsonOpt = False,
 ) -> None:
     """Write a copy of the dataset with every image's long side shrunk to imgsz (labels unchanged)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from autotune.config import ProbeOptions, TrainConfig
     from autotune.machine import default_device, default_workers
     from autotune.render import fmt_bytes
-    from autotune.resize import compare_loaders, plan_resize, prepare, write_copy
+    from autotune.resize import compare_loaders, plan_resize, prepare
 
     options = ProbeOptions(iters=iters)  # every bad value fails before anything is written
     config = None
@@ -127,10 +126,7 @@ def resize(
         pending, est = prepare(plan)
     for note in plan.notes:
         err.print(f"[dim]{note}[/dim]")
-    columns = (TextColumn("resizing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task("resizing", total=len(pending))
-        result = write_copy(plan, pending, est, processes, lambda d, t: bar.update(task, completed=d, total=t))
+    result = _write_copy(plan, pending, est, processes, "resizing")
     if result.corrupt:
         err.print(
             f"[yellow]warning:[/yellow] skipped {len(result.corrupt)} unreadable image(s): {_some(result.corrupt)}",
@@ -528,21 +524,27 @@ def report(
         Console().print(report_view(data, written))
 
 
-def _ensure_resized(data: str, imgsz: int) -> None:
-    """The copy pre-resized to imgsz that the winner was measured from: written (or completed) here if missing."""
+def _write_copy(plan: Any, pending: list[int], est: Any, processes: int | None, label: str) -> Any:
+    """resize.write_copy with a progress bar on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from autotune.resize import plan_resize, prepare, write_copy
+    from autotune.resize import write_copy
+
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(label, total=len(pending))
+        return write_copy(plan, pending, est, processes, lambda d, t: bar.update(task, completed=d, total=t))
+
+
+def _ensure_resized(data: str, imgsz: int) -> None:
+    """The copy pre-resized to imgsz that the winner was measured from: written (or completed) here if missing."""
+    from autotune.resize import plan_resize, prepare
 
     plan = plan_resize(data, imgsz)
     pending, est = prepare(plan)
     if not pending:
         return
-    columns = (TextColumn(f"writing the copy pre-resized to {imgsz} px"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())  # fmt: skip
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task("resizing", total=len(pending))
-        result = write_copy(plan, pending, est, None, lambda d, t: bar.update(task, completed=d, total=t))
+    result = _write_copy(plan, pending, est, None, f"writing the copy pre-resized to {imgsz} px")
     _say(f"wrote {result.images} images to {plan.out} in {result.seconds:.1f} s (one-time, as measured)")
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -29,6 +28,7 @@ import numpy as np
 import yaml
 
 from autotune.errors import UserError
+from autotune.filewrite import atomic_write, spawn_can_start, worker_init
 
 CLASSES: tuple[str, ...] = ("person", "helmet", "vest")
 
@@ -842,18 +842,6 @@ def _lut16(sigma: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a hidden temp file in the same folder and os.replace, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _label_text(labels: Iterable[Box]) -> str:
     return "".join(f"{c} {x:.6f} {y:.6f} {bw:.6f} {bh:.6f}\n" for c, x, y, bw, bh in labels)
 
@@ -866,21 +854,9 @@ def _generate_one(job: tuple[DemoSpec, str, int, int]) -> int:
     if not ok:
         raise RuntimeError(f"OpenCV could not encode demo frame {index} as JPEG")
     image_path, label_path = _paths(Path(root), index, n_train)
-    _atomic_write(label_path, _label_text(labels).encode())
-    _atomic_write(image_path, buf.tobytes())  # image last: a present image means its label is there too
+    atomic_write(label_path, _label_text(labels).encode())
+    atomic_write(image_path, buf.tobytes())  # image last: a present image means its label is there too
     return len(buf)
-
-
-def _worker_init() -> None:
-    cv2.setNumThreads(1)  # one process per core already; OpenCV threads would only oversubscribe
-
-
-def _spawn_can_start() -> bool:
-    """False when spawned workers could not re-import the caller's main script (``python - < file``)."""
-    main = sys.modules.get("__main__")
-    main_file = getattr(main, "__file__", None)
-    by_name = getattr(getattr(main, "__spec__", None), "name", None)
-    return by_name is not None or main_file is None or os.path.isfile(main_file)
 
 
 def _read_marker(path: Path) -> dict:
@@ -944,7 +920,7 @@ def write_demo_dataset(
     yaml_text = _data_yaml_text(root)
     if complete and not missing:
         if not data_yaml.is_file() or data_yaml.read_text() != yaml_text:
-            _atomic_write(data_yaml, yaml_text.encode())  # e.g. the folder was moved: fix the absolute path
+            atomic_write(data_yaml, yaml_text.encode())  # e.g. the folder was moved: fix the absolute path
         return DemoDataset(root, data_yaml, n_train, n_val, sum(p[0].stat().st_size for p in paths), 0.0, True)
 
     start = time.perf_counter()
@@ -954,11 +930,11 @@ def write_demo_dataset(
         for stale in folder.glob(".*.tmp"):  # leftovers of an interrupted run
             stale.unlink(missing_ok=True)
     # Claim the folder first (complete=False) so an interrupted run can be resumed, not refused as foreign.
-    _atomic_write(marker_path, json.dumps({**wanted, "complete": False}, indent=2).encode())
+    atomic_write(marker_path, json.dumps({**wanted, "complete": False}, indent=2).encode())
 
     jobs = [(spec, str(root), i, n_train) for i in missing]
     workers = min(processes or os.cpu_count() or 1, len(jobs))
-    if not _spawn_can_start():
+    if not spawn_can_start():
         workers = 1
     done = 0
     if workers <= 1:
@@ -974,7 +950,7 @@ def write_demo_dataset(
         # the calling script lacks an `if __name__ == "__main__":` guard, fail fast instead of respawning.
         ctx = multiprocessing.get_context("spawn")
         try:
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init) as pool:
                 for _ in pool.map(_generate_one, jobs, chunksize=chunk):
                     done += 1
                     if progress is not None:
@@ -985,7 +961,7 @@ def write_demo_dataset(
                 "under `if __name__ == '__main__':`, or pass processes=1."
             ) from exc
 
-    _atomic_write(data_yaml, yaml_text.encode())
-    _atomic_write(marker_path, json.dumps({**wanted, "complete": True}, indent=2).encode())  # written last
+    atomic_write(data_yaml, yaml_text.encode())
+    atomic_write(marker_path, json.dumps({**wanted, "complete": True}, indent=2).encode())  # written last
     total_bytes = sum(p[0].stat().st_size for p in paths)
     return DemoDataset(root, data_yaml, n_train, n_val, total_bytes, time.perf_counter() - start, False)

@@ -16,8 +16,10 @@ from autotune.config import TrainConfig
 from autotune.errors import UserError
 from autotune.factors import STORY, STORY_PRODUCT_CLAIM, STORY_REALITY
 from autotune.levers import ALONE_STATUSES, LEVERS, OPTIMIZER_LEVER
+from autotune.machine import Machine
 from autotune.probe import ProbeResult
 from autotune.profiler import STALL_THRESHOLD
+from autotune.space import Space
 from autotune.stats import mean
 
 GiB = 2**30
@@ -170,25 +172,6 @@ def snapshot(storage: Any, study: str, masked_url: str) -> Snapshot:
 
 def _feasible(t: dict[str, Any]) -> bool:
     return bool(t["feasible"]) and t["user_attrs"].get("images_per_s") is not None
-
-
-def _record(t: dict[str, Any]) -> Any:
-    from autotune.search import TrialRecord
-
-    ua, ok = t["user_attrs"], _feasible(t)
-    return TrialRecord(
-        number=t["number"],
-        state=t["state"],
-        config=ua.get("config", {}),
-        epoch_s=t["value"] if ok else None,
-        images_per_s=ua.get("images_per_s"),
-        sec_per_iter=ua.get("sec_per_iter"),
-        feasible=ok,
-        status=ua.get("status", ""),
-        reason=ua.get("reason", ""),
-        duration_s=float(ua.get("duration_s", 0.0)),
-        peak_memory_bytes=ua.get("peak_memory_bytes"),
-    )
 
 
 def _ok_ips(results: list[ProbeResult]) -> list[float]:
@@ -373,7 +356,7 @@ RECIPE = (
 
 def build(snap: Snapshot, epochs: int | None = None) -> ReportData:
     """The breakdown of one study (baseline -> winner); UserError where there is nothing to report."""
-    from autotune.search import pick  # the search's own rule: the report shows the same winner
+    from autotune.search import pick, record_from  # the search's own rule: the report shows the same winner
 
     ua = snap.user_attrs
     if not snap.trials:
@@ -396,7 +379,9 @@ def build(snap: Snapshot, epochs: int | None = None) -> ReportData:
         ProbeResult.from_dict(t["user_attrs"]["result"]) for t in snap.trials if t["user_attrs"].get("result")
     ]
 
-    records = tuple(_record(t) for t in snap.trials)
+    records = tuple(
+        record_from(t["number"], t["state"], t["value"], _feasible(t), t["user_attrs"]) for t in snap.trials
+    )
     target = ua.get("target_epoch_s")
     win_rec, _ = pick(records, target)
     assert win_rec is not None  # there is a feasible trial
@@ -461,9 +446,9 @@ def build(snap: Snapshot, epochs: int | None = None) -> ReportData:
         study=snap.study,
         storage=snap.storage,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        machine=_machine_summary(machine),
+        machine=Machine.from_dict(machine).summary() if machine else "unknown machine",
         workload={**wl, "n_val": n_val},
-        space=_space_summary(ua.get("space", {})),
+        space=Space.from_dict(ua["space"]).describe() if ua.get("space") else "?",
         memory_limit_bytes=ua.get("memory_limit_bytes"),
         epochs=epochs,
         baseline=base,
@@ -543,21 +528,4 @@ def _point(t: dict[str, Any]) -> TrialPoint:
         images_per_s=ua.get("images_per_s"),
         peak_memory_bytes=ua.get("peak_memory_bytes"),
         source=str(c.get("source", "original")),
-    )
-
-
-def _machine_summary(m: dict[str, Any]) -> str:
-    if not m:
-        return "unknown machine"
-    gpus = ", ".join(f"{g['name']} {g['memory_bytes'] / GiB:.0f} GiB" for g in m.get("gpus", [])) or "no GPU"
-    ram = m.get("ram_bytes", 0) / GiB
-    return f"{m.get('cpu_model', '?')}, {m.get('usable_cores', '?')} cores, {ram:.0f} GiB RAM, {gpus}"
-
-
-def _space_summary(sp: dict[str, Any]) -> str:
-    if not sp:
-        return "?"
-    return (
-        f"batch {sp['batch_low']}-{sp['batch_high']}, workers 0-{sp['workers_high']}, "
-        f"imgsz {','.join(map(str, sp['imgsz']))}, cache {','.join(sp['cache'])}"
     )

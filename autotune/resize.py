@@ -44,6 +44,7 @@ from autotune.dataset import (
     load_dataset,
 )
 from autotune.errors import UserError
+from autotune.filewrite import atomic_write, spawn_can_start, worker_init
 from autotune.machine import usable_cores
 
 MARKER = ".autotune-resize.json"  # in the copy: what it was made from and at which size
@@ -124,23 +125,6 @@ class Job:
     label_dst: str | None
     imgsz: int
     quality: int
-
-
-def temp_name(path: Path) -> Path:
-    """Hidden, per-process temp name beside `path`: never matched by a glob for images, and removed on rerun."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder and os.replace, so a file under its final name is always whole."""
-    tmp = temp_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_one(job: Job) -> tuple[str, int]:
@@ -420,20 +404,6 @@ class ResizeResult:
         return asdict(self)
 
 
-def _worker_init() -> None:
-    cv2.setNumThreads(1)  # one process per core already; OpenCV threads would only oversubscribe
-
-
-def _spawn_can_start() -> bool:
-    """False when spawned workers could not re-import the caller's main script (``python - < file``)."""
-    import sys
-
-    main = sys.modules.get("__main__")
-    main_file = getattr(main, "__file__", None)
-    by_name = getattr(getattr(main, "__spec__", None), "name", None)
-    return by_name is not None or main_file is None or os.path.isfile(main_file)
-
-
 def _remove_temps(out: Path) -> None:
     """Temp files of a killed run: never taken for done work (their names are not the final names)."""
     for tmp in out.rglob(".*.tmp"):
@@ -443,7 +413,7 @@ def _remove_temps(out: Path) -> None:
 
 def _run_jobs(jobs: list[Job], processes: int, progress: Callable[[int, int], None] | None) -> list[tuple[str, int]]:
     workers = min(processes, len(jobs))
-    if not _spawn_can_start():
+    if not spawn_can_start():
         workers = 1
     results: list[tuple[str, int]] = []
     if workers <= 1:
@@ -456,7 +426,7 @@ def _run_jobs(jobs: list[Job], processes: int, progress: Callable[[int, int], No
     # Spawned, not forked, workers, as in demo.py: a forked child can inherit OpenCV's thread pool half-alive.
     ctx = multiprocessing.get_context("spawn")
     try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init) as pool:
             for r in pool.map(write_one, jobs, chunksize=chunk):
                 results.append(r)
                 if progress is not None:

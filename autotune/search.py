@@ -196,16 +196,20 @@ def host_lock(path: Path) -> Iterator[None]:
 
 
 def _record(t: Any) -> TrialRecord:
-    ua = t.user_attrs
+    return record_from(t.number, t.state.name, t.value, _is_feasible(t), t.user_attrs)
+
+
+def record_from(number: int, state: str, value: float | None, feasible: bool, ua: dict[str, Any]) -> TrialRecord:
+    """A trial's record from its plain parts (an Optuna trial's, or a report snapshot's)."""
     return TrialRecord(
-        number=t.number,
-        state=t.state.name,
+        number=number,
+        state=state,
         config=ua.get("config", {}),
-        epoch_s=t.value if _is_feasible(t) else None,
+        epoch_s=value if feasible else None,
         images_per_s=ua.get("images_per_s"),
         sec_per_iter=ua.get("sec_per_iter"),
-        feasible=_is_feasible(t),
-        status=ua.get("status", t.state.name.lower()),
+        feasible=feasible,
+        status=ua.get("status", state.lower()),
         reason=ua.get("reason", ""),
         duration_s=float(ua.get("duration_s", 0.0)),
         peak_memory_bytes=ua.get("peak_memory_bytes"),

@@ -15,6 +15,7 @@ from autotune.cachebench import CacheBench, CacheBuild, ModeRead
 from autotune.cli import app
 from autotune.dataset import label_path, load_dataset
 from autotune.errors import UserError
+from autotune.filewrite import temp_name
 from autotune.profiler import cache_advice
 
 runner = CliRunner()
@@ -99,7 +100,7 @@ def test_resume_writes_only_what_is_missing(ds, tmp_path):
     gone, killed = out / "images" / "train" / "im1.jpg", out / "images" / "train" / "im2.jpg"
     gone.unlink()
     # a killed run: the temp file is there (truncated), the final name is not
-    tmp = rz.temp_name(killed)
+    tmp = temp_name(killed)
     tmp.write_bytes(killed.read_bytes()[:100])
     killed.unlink()
     third = rz.resize_dataset(ds, IMGSZ, out, processes=1)
