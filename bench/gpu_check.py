@@ -55,7 +55,7 @@ class Sizes:
 
 
 GPU = Sizes(device="0", imgsz=640, batches=(16, 64), oom_batch=512, limit="0.3", search_batch="16-512",
-            budget="90s", iters=20)  # fmt: skip
+            budget="200s", iters=20)  # fmt: skip
 CPU = Sizes(device="cpu", imgsz=96, batches=(4, 8), oom_batch=16, limit="0.92GiB", search_batch="4-16",
             budget="60s", iters=4)  # fmt: skip
 
