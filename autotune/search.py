@@ -318,9 +318,7 @@ class Search:
             pruner=SlowerThanBest(),
             load_if_exists=True,
         )
-        ua = study.user_attrs
-        if "space" not in ua:  # a new study: freeze what it is about
-            study.set_user_attr("space", self.space.to_dict())
+        if "space" not in study.user_attrs:  # a new study: freeze what it is about
             study.set_user_attr("machine", self.machine.to_dict())
             study.set_user_attr("machine_id", self.machine.identity_hash())
             study.set_user_attr("workload", {**self.workload.to_dict(), "n_train": self.n_train})
@@ -332,7 +330,10 @@ class Search:
             study.set_user_attr("autotune_version", __version__)
             if self.s.autobatch:
                 study.set_user_attr("autobatch", self.s.autobatch)
-            return study
+            # "space" goes last: a worker that joins sees it only once everything above is stored. Two workers
+            # starting together may both write all of it; the checks below, on a fresh read, catch a mismatch.
+            study.set_user_attr("space", self.space.to_dict())
+        ua = study.user_attrs
         if ua.get("machine_id") != self.machine.identity_hash():
             theirs = Machine.from_dict(ua["machine"]).summary() if "machine" in ua else "another machine"
             raise UserError(

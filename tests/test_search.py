@@ -203,6 +203,23 @@ def test_a_worker_on_different_hardware_is_refused():
         make_search(storage, clock, FakeProbe(clock), machine=other)
 
 
+def test_a_worker_joining_while_the_first_is_still_writing_the_study_is_not_refused():
+    """Two workers started together (CI saw this): the second may read the study between the first's writes.
+    Whatever prefix of the first worker's writes it sees, it must join (the same machine, the same space)."""
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    make_search(storage, clock, FakeProbe(clock), budget_s=100)  # opening the study writes what freezes it
+    written = list(optuna.load_study(study_name="test", storage=storage).user_attrs.items())  # in write order
+    for k in range(len(written) + 1):
+        clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+        first = optuna.create_study(study_name="test", storage=storage)
+        for key, value in written[:k]:  # the first worker, cut off after k writes
+            first.set_user_attr(key, value)
+        out = make_search(storage, clock, FakeProbe(clock, seconds=30), budget_s=300).run()
+        assert out.trials, k
+        ua = optuna.load_study(study_name="test", storage=storage).user_attrs
+        assert ua["machine_id"] == MACHINE.identity_hash() and ua["space"] == SPACE.to_dict()
+
+
 def test_the_space_is_frozen_with_the_study():
     clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
     make_search(storage, clock, FakeProbe(clock), budget_s=100).run()
