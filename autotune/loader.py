@@ -38,7 +38,8 @@ def measure_loader(config: TrainConfig, workload: Workload, options: ProbeOption
     os.environ.setdefault("YOLO_OFFLINE", "1")
     info = load_dataset(workload.data)
     counts = count_objects(info.train)
-    need = (options.warmup_max + options.iters + 1) * config.batch
+    # more batches than workers, or Ultralytics starts fewer workers than asked (no more than batches)
+    need = max(options.warmup_max + options.iters + 1, config.workers + 1) * config.batch
     train_idx = choose_subset(counts, min(need, len(info.train)), options.seed)
     staged = stage(info, train_idx, choose_subset(count_objects(info.val), 1, options.seed), scratch / "data", counts)
 

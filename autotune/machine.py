@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import threading
@@ -210,6 +211,13 @@ def default_device() -> str:
     import torch
 
     return "0" if torch.cuda.is_available() else "cpu"
+
+
+def loader_workers(workers: int, batch: int, n_images: int, cpus: int, gpus: int) -> int:
+    """The loader workers Ultralytics' build_dataloader starts for `workers` asked: at most the CPU count per
+    visible GPU, and no more than the epoch's batches (a one-batch loader runs in-process, with none)."""
+    batches = math.ceil(n_images / batch) if batch > 0 else 0
+    return min(cpus // max(gpus, 1), workers, 0 if batches <= 1 else batches)
 
 
 def default_workers() -> int:

@@ -19,7 +19,7 @@ from typing import Any
 from autotune import pagecache
 from autotune.config import ProbeOptions, TrainConfig, Workload, optimizer_args, parse_memory_limit
 from autotune.dataset import StagedSubset, choose_subset, count_objects, image_sizes, load_dataset, stage, stale_npy
-from autotune.machine import PeakMemorySampler, UtilisationSampler, available_ram_bytes
+from autotune.machine import PeakMemorySampler, UtilisationSampler, available_ram_bytes, loader_workers
 from autotune.probe import (
     CacheCost,
     FileState,
@@ -94,13 +94,16 @@ def offline_amp_check(model: Any) -> bool:
         return False
 
 
-def _subset_sizes(config: TrainConfig, options: ProbeOptions, n_train: int, n_val: int) -> tuple[int, int]:
+def _subset_sizes(
+    config: TrainConfig, options: ProbeOptions, n_train: int, n_val: int, workers: int
+) -> tuple[int, int]:
     """Images to stage for train and val.
 
     The window never revisits an image: neither the page cache nor the mosaic buffer may serve a repeat.
-    Worst case it needs warmup_max + iters batches, plus one spare for the batch in flight.
+    Worst case it needs warmup_max + iters batches, plus one spare for the batch in flight. And more batches
+    than loader workers: Ultralytics starts no more workers than batches, and the full run has its `workers`.
     """
-    need_train = (options.warmup_max + options.iters + 1) * config.batch
+    need_train = max(options.warmup_max + options.iters + 1, workers + 1) * config.batch
     val_batch = 2 * config.batch
     need_val = 2 * val_batch  # one untimed batch, one timed
     return min(need_train, n_train), min(need_val, n_val)
@@ -131,7 +134,14 @@ def measure(
     heartbeat({"phase": "staging"})
     info = load_dataset(workload.data)
     counts = count_objects(info.train)
-    n_train_sub, n_val_sub = _subset_sizes(config, options, len(info.train), len(info.val))
+    import torch
+
+    cuda = config.device != "cpu"
+    # the loader workers Ultralytics starts in the full run (it caps what was asked); the probe must match
+    workers = loader_workers(
+        config.workers, config.batch, len(info.train), os.cpu_count() or 1, torch.cuda.device_count() if cuda else 0
+    )
+    n_train_sub, n_val_sub = _subset_sizes(config, options, len(info.train), len(info.val), workers)
     train_idx = choose_subset(counts, n_train_sub, options.seed)
     val_idx = choose_subset(count_objects(info.val), n_val_sub, options.seed)
     staged = stage(info, train_idx, val_idx, scratch / "data", counts)
@@ -140,6 +150,11 @@ def measure(
         heartbeat({"phase": "resizing the staged subset"})
         source_cost = resize_staged(staged, config.imgsz, len(info.train) + len(info.val), Path(workload.data).parent)
     warnings: list[str] = []
+    if workers != config.workers:
+        warnings.append(
+            f"Ultralytics starts {workers} loader workers, not {config.workers}: at most the CPU count per GPU and no "
+            f"more than the {-(-len(info.train) // config.batch)} batches of an epoch; your full run gets the same"
+        )
     stale = stale_npy(info.train) + stale_npy(info.val)
     if stale:
         warnings.append(
@@ -150,9 +165,6 @@ def measure(
     sources = list(staged.train_sources) + list(staged.val_sources)
     resident_before = pagecache.resident_fraction(sources)
     files_bytes = sum(os.path.getsize(p) for p in info.train)
-    import torch
-
-    cuda = config.device != "cpu"
     if cuda and not torch.cuda.is_available():
         return failed("infeasible", f"device {config.device} requested but CUDA is not available", config, workload)
     sizes = image_sizes(staged.train_sources[:16])
@@ -189,7 +201,7 @@ def measure(
         iters=options.iters,
         warmup_min=options.warmup_min,
         warmup_max=options.warmup_max,
-        window=settle_window(config.workers),
+        window=settle_window(workers),
         sync=(lambda: torch.cuda.synchronize()) if cuda else (lambda: None),
     )
     eff: dict[str, Any] = {}
@@ -417,7 +429,7 @@ def measure(
             f"(the probe only rewrote its own copy): {', '.join(restored)}"
         )
     effective = {**eff, "loader_processes": state["loader_procs"]}
-    changed = mismatches(config, effective, opt_args, cuda)
+    changed = mismatches(config, effective, opt_args, cuda, workers)
     if effective.get("mosaic") is not None and effective["mosaic"] != options.mosaic:
         changed.append(
             (
@@ -614,9 +626,15 @@ def _classify_exception(e: BaseException) -> tuple[str, str]:
     return "crashed", msg
 
 
-def mismatches(config: TrainConfig, eff: dict[str, Any], opt_args: dict[str, Any], cuda: bool) -> list[tuple[str, str]]:
-    """Every silent change Ultralytics made to what was asked, as (status, reason)."""
+def mismatches(
+    config: TrainConfig, eff: dict[str, Any], opt_args: dict[str, Any], cuda: bool, workers_expected: int | None = None
+) -> list[tuple[str, str]]:
+    """Every silent change Ultralytics made to what was asked, as (status, reason).
+
+    `workers_expected`: what Ultralytics' own cap gives for the full run (machine.loader_workers); a loader
+    with that many workers is what the user's training gets too, so it is no change."""
     out: list[tuple[str, str]] = []
+    workers = config.workers if workers_expected is None else workers_expected
     if eff["batch"] != config.batch:
         out.append(("oom", f"Ultralytics reduced batch {config.batch} -> {eff['batch']} after running out of memory"))
     if eff["imgsz"] != config.imgsz:
@@ -627,16 +645,16 @@ def mismatches(config: TrainConfig, eff: dict[str, Any], opt_args: dict[str, Any
         out.append(
             ("infeasible", f"Ultralytics dropped cache={config.cache} (-> {eff['cache']}): not enough RAM or disk")
         )
-    if eff["workers"] != config.workers:
+    if eff["workers"] != workers:
         out.append(
             (
                 "infeasible",
-                f"Ultralytics capped workers {config.workers} -> {eff['workers']} "
+                f"Ultralytics capped workers {workers} -> {eff['workers']} "
                 f"(at most the CPU count per GPU, and no more than the loader's batches)",
             )
         )
-    elif config.workers > 0 and eff["loader_processes"] != config.workers:
-        out.append(("crashed", f"{eff['loader_processes']} loader processes alive, {config.workers} expected"))
+    elif workers > 0 and eff["loader_processes"] != workers:
+        out.append(("crashed", f"{eff['loader_processes']} loader processes alive, {workers} expected"))
     if cuda and config.amp and not eff["amp"]:
         out.append(("infeasible", "the AMP check failed on this GPU: Ultralytics trains in FP32"))
     if eff["accumulate"] != config.accumulate:

@@ -476,8 +476,15 @@ def shape_of(trainer: Any) -> RunShape:
 
 def effective_changes(trainer: Any, expected: TrainConfig, optimizer: str) -> list[str]:
     """What Ultralytics changed of the measured settings, as sentences (the probe's own checks)."""
+    import torch
+
+    from autotune.machine import loader_workers
     from autotune.measure import mismatches
 
+    cuda = expected.device != "cpu"
+    gpus = torch.cuda.device_count() if cuda else 0
+    n_images = len(trainer.train_loader.dataset)
+    capped = loader_workers(expected.workers, expected.batch, n_images, os.cpu_count() or 1, gpus)
     workers = int(trainer.train_loader.num_workers)
     eff = {
         "batch": int(trainer.batch_size),
@@ -489,7 +496,7 @@ def effective_changes(trainer: Any, expected: TrainConfig, optimizer: str) -> li
         "optimizer": type(trainer.optimizer).__name__,
         "loader_processes": workers,
     }
-    return [reason for _, reason in mismatches(expected, eff, {"optimizer": optimizer}, expected.device != "cpu")]
+    return [reason for _, reason in mismatches(expected, eff, {"optimizer": optimizer}, cuda, capped)]
 
 
 # -- running it ---------------------------------------------------------------------------------------------------

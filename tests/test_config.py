@@ -116,3 +116,28 @@ def test_auto_optimizer_matches_ultralytics(n_train, batch, epochs):
 
 def test_auto_optimizer_story_is_musgd():
     assert auto_optimizer(25000, 16, 64, 100, nc=3).name == "MuSGD"
+
+
+def test_loader_workers_caps_as_ultralytics_build_dataloader_does():
+    from autotune.machine import loader_workers
+
+    assert loader_workers(8, 16, 800, cpus=16, gpus=1) == 8  # 50 batches, 16 CPUs: as asked
+    assert loader_workers(8, 118, 800, cpus=16, gpus=1) == 7  # ceil(800 / 118) = 7 batches (the H100 check)
+    assert loader_workers(8, 16, 800, cpus=16, gpus=4) == 4  # 16 CPUs over 4 visible GPUs
+    assert loader_workers(8, 16, 800, cpus=2, gpus=0) == 2  # CPU device: the CPU count
+    assert loader_workers(8, 64, 50, cpus=16, gpus=1) == 0  # one batch: Ultralytics loads in-process
+    assert loader_workers(0, 16, 800, cpus=16, gpus=1) == 0
+
+
+def test_a_workers_cap_the_full_run_shares_is_no_mismatch():
+    from autotune.config import TrainConfig
+    from autotune.measure import mismatches
+
+    config = TrainConfig(batch=118, workers=8, imgsz=640, device="0")
+    eff = {"batch": 118, "workers": 7, "imgsz": 640, "cache": "none", "amp": True, "accumulate": 1,
+           "optimizer": "AdamW", "loader_processes": 7}  # fmt: skip
+    opt = {"optimizer": "AdamW"}
+    assert mismatches(config, eff, opt, cuda=True, workers_expected=7) == []
+    ((status, reason),) = mismatches(config, eff, opt, cuda=True)  # without the expected cap: a change
+    assert status == "infeasible" and "capped workers 8 -> 7" in reason
+    assert mismatches(config, {**eff, "workers": 5}, opt, cuda=True, workers_expected=7)[0][0] == "infeasible"
