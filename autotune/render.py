@@ -299,9 +299,12 @@ class SearchProgress:
         self.running = "starting"
         self.beat = ""
         self.best: tuple[float, str] | None = None
+        self.note = ""
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
-        if kind == "reference":
+        if kind == "note":
+            self.note = data["text"]
+        elif kind == "reference":
             self.running, self.beat = f"baseline ({data['key']}): {data['config'].label()}", ""
         elif kind == "trial":
             self.running, self.beat = f"trial {data['number']}: {data['config'].label()}", ""
@@ -332,6 +335,8 @@ class SearchProgress:
         t.add_row("running", f"{self.running}  {self.beat}")
         best = "none yet" if self.best is None else f"{fmt_s(self.best[0])}/epoch  ({self.best[1]})"
         t.add_row("best", best)
+        if self.note:
+            t.add_row("note", Text(self.note, style="yellow"))
         return t
 
 

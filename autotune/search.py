@@ -371,7 +371,36 @@ class Search:
         typical = statistics.median(self.durations) if self.durations else self.end_reserve()
         return min(self.s.lever_share * self.s.budget_s, (len(LEVERS) + 1) * typical)
 
+    def _baseline_trial_is_next(self) -> bool:
+        """The seeded baseline trial waits next and will reuse the reference measurement: it costs no probe time.
+        (In a shared study another worker may take it first; then one trial may run past this worker's budget.)"""
+        from optuna.trial import TrialState
+
+        ua = self.study.user_attrs
+        if not ua.get("baseline") or ua.get("baseline_reused") or not self.space.contains(self.s.baseline):
+            return False
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        return bool(waiting) and waiting[0].system_attrs.get("fixed_params") == self.space.params(self.s.baseline)
+
+    def budget_note(self) -> str | None:
+        """Said once the baseline is measured, where the budget leaves room for too few probes to search."""
+        b = self.study.user_attrs.get("baseline")
+        probe_s = float(b.get("duration_s", 0.0)) if b else 0.0
+        if probe_s <= 0:
+            return None
+        fits = max(self.remaining() - self.end_reserve() - self.lever_reserve(), 0.0) / probe_s
+        if fits >= 3:
+            return None
+        # ~10 trials, the baseline and its repeat, with the factor probes' share of the budget on top
+        enough_min = math.ceil(12 * probe_s / (1 - min(self.s.lever_share, 0.5)) / 60)
+        return (
+            f"the budget leaves room for about {int(fits)} probe(s) of ~{probe_s:.0f} s besides the baseline: too few "
+            f"to search (--budget {enough_min}min or more gives ~10)"
+        )
+
     def can_start_trial(self) -> tuple[bool, str]:
+        if self._baseline_trial_is_next():
+            return True, ""
         left = self.remaining() - self.end_reserve() - self.lever_reserve()
         need = self.predicted_trial_s()
         if left <= 0 or left < need:
@@ -560,6 +589,10 @@ class Search:
         stop_reason = ""
         baseline = self.measure_baseline("baseline")
         self.enqueue_seeds()
+        note = self.budget_note()
+        if note:
+            self.notes.append(note)
+            self.on_event("note", {"text": note})
         interrupted = False
         try:
             while True:

@@ -131,6 +131,29 @@ def test_runs_within_budget_seeds_baseline_and_reuses_its_measurement():
     assert "budget" in out.stop_reason
 
 
+def test_a_budget_too_small_for_trials_still_keeps_the_baseline_and_says_so():
+    """The H100 check: a 90 s budget, probes of ~26 s. The seeded baseline trial reuses the reference probe for
+    free, so the search ends with a winner (the baseline) and a note on the budget, not with no trial at all."""
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    probe = FakeProbe(clock, seconds=26)
+    events = []
+    search = make_search(storage, clock, probe, budget_s=90)
+    search.on_event = lambda kind, data: events.append((kind, data))
+    out = search.run()
+    assert [t.config for t in out.trials] == [BASELINE.to_dict()]
+    assert out.winner is not None and out.winner.config == BASELINE.to_dict()
+    assert probe.calls.count(BASELINE) == 2  # the reference and the end repeat; the trial itself was free
+    (note,) = [d["text"] for k, d in events if k == "note"]
+    assert "too few to search" in note and "--budget 7min" in note  # 12 x 26 s / 0.75 = 416 s -> 7 min
+    assert note in out.notes
+
+
+def test_no_note_when_the_budget_fits_a_search():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    out = make_search(storage, clock, FakeProbe(clock, seconds=30), budget_s=1200).run()
+    assert not any("too few" in n for n in out.notes)
+
+
 def test_budget_rule_never_starts_a_trial_that_cannot_finish():
     clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
     probe = FakeProbe(clock, seconds=50)
