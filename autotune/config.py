@@ -206,6 +206,9 @@ def resolve_model(model: str) -> str:
     if suffix in (".yaml", ".yml"):
         if p.is_file():
             return str(p.resolve())
+        from autotune.ultralytics_log import import_quietly
+
+        import_quietly()
         from ultralytics.nn.tasks import yaml_model_load
 
         try:  # resolves scale names: 'yolo11n.yaml' is 'yolo11.yaml' at scale n

@@ -102,6 +102,9 @@ class Handover:
 
 def parse_extra(items: list[str]) -> dict[str, Any]:
     """Ultralytics key=value pairs from the command line; unknown keys and measured settings are refused."""
+    from autotune.ultralytics_log import import_quietly
+
+    import_quietly()
     from ultralytics.cfg import smart_value
     from ultralytics.utils import DEFAULT_CFG_KEYS
 
@@ -125,6 +128,9 @@ def parse_extra(items: list[str]) -> dict[str, Any]:
 
 def check_ultralytics_values(args: dict[str, Any]) -> None:
     """Ultralytics' own type and range checks, as one line."""
+    from autotune.ultralytics_log import import_quietly
+
+    import_quietly()
     from ultralytics.cfg import check_cfg
 
     try:

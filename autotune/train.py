@@ -561,6 +561,9 @@ def train(
     Ctrl-C ends the session as 'interrupted' (last.pt holds the last finished epoch); an error as 'crashed'.
     """
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    from autotune.ultralytics_log import import_quietly
+
+    import_quietly()
     import ultralytics.engine.trainer as ul_trainer
     from ultralytics import YOLO
 

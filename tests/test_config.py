@@ -141,3 +141,21 @@ def test_a_workers_cap_the_full_run_shares_is_no_mismatch():
     ((status, reason),) = mismatches(config, eff, opt, cuda=True)  # without the expected cap: a change
     assert status == "infeasible" and "capped workers 8 -> 7" in reason
     assert mismatches(config, {**eff, "workers": 5}, opt, cuda=True, workers_expected=7)[0][0] == "infeasible"
+
+
+def test_ultralytics_logs_to_stderr_so_json_on_stdout_stays_clean(tmp_path):
+    """A fresh machine: Ultralytics' first import prints "Creating new Ultralytics Settings"; never on stdout."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from autotune.config import resolve_model; resolve_model('yolo11n.yaml')\n"
+        "from ultralytics.utils import LOGGER; LOGGER.info('a log line')\n"
+        "print('{}')"
+    )
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "fresh"), "YOLO_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout == "{}\n"
+    assert "Ultralytics Settings" in out.stderr and "a log line" in out.stderr
