@@ -26,6 +26,7 @@ from typing import Any
 from autotune import __version__, levers
 from autotune.config import ProbeOptions, TrainConfig, Workload
 from autotune.errors import UserError
+from autotune.ladder import next_rung
 from autotune.levers import LEVERS
 from autotune.machine import Machine
 from autotune.probe import ProbeResult
@@ -76,6 +77,7 @@ class SearchSettings:
     end_reserve_s: float | None = None  # kept back for the baseline's repeat; None: as long as the baseline took
     autobatch: dict[str, Any] | None = None  # AutoBatch's answer on a GPU: imgsz, fraction, batch or error
     lever_share: float = 0.25  # at most this share of the budget is kept for the report's factor probes (0: none)
+    ladder_after: int | None = 4  # finished trials before the batch ladder proposes rungs (ladder.py); None: never
 
 
 @dataclass(frozen=True)
@@ -455,6 +457,21 @@ class Search:
             if self.space.contains(seed):
                 self.study.enqueue_trial(self.space.params(seed), skip_if_exists=True)
 
+    def climb_ladder(self) -> None:
+        """Enqueue the batch ladder's next rung (the best config at a larger batch) once the queue is empty."""
+        from optuna.trial import TrialState
+
+        if self.s.ladder_after is None:
+            return
+        trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))
+        if any(t.state == TrialState.WAITING for t in trials) or len(trials) < self.s.ladder_after:
+            return
+        rung = next_rung(trial_records(self.study), self.space, self.memory_model(), self.s.memory_limit_bytes)
+        if rung is not None:
+            config = TrainConfig.from_dict(rung)
+            self.study.enqueue_trial(self.space.params(config), skip_if_exists=True)
+            self.on_event("rung", {"config": config})
+
     def memory_model(self) -> MemoryModel | None:
         points = []
         for t in self.study.get_trials(deepcopy=False):
@@ -601,6 +618,7 @@ class Search:
                     stop_reason = why
                     break
                 self.study.optimize(self.objective, n_trials=1, catch=(RuntimeError,), gc_after_trial=False)
+                self.climb_ladder()
         except KeyboardInterrupt:
             interrupted = True
             stop_reason = "interrupted (Ctrl-C): every finished trial is kept; run the same command to resume"

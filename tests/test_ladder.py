@@ -1,0 +1,68 @@
+"""The batch ladder: hand-made trial records in, the next rung out; and its effect on a fake search."""
+
+from dataclasses import replace
+
+import optuna
+from test_search import FakeClock, FakeProbe, make_search
+
+from autotune.ladder import next_rung
+from autotune.search import TrialRecord
+from autotune.space import MemoryModel, Space
+
+SPACE = Space(batch_low=2, batch_high=32, workers_high=2, imgsz=(96, 128), cache=("none", "ram"))
+REST = {"workers": 0, "imgsz": 96, "cache": "ram", "source": "original"}
+GIB = 2**30
+
+
+def rec(n: int, batch: int, epoch_s: float | None, status: str = "ok", reason: str = "", **rest) -> TrialRecord:
+    feasible = status == "ok"
+    return TrialRecord(n, "COMPLETE", {**REST, **rest, "batch": batch}, epoch_s if feasible else None, None, None,
+                       feasible, status, reason, 30.0, None)  # fmt: skip
+
+
+def test_the_best_config_is_proposed_at_twice_its_batch():
+    records = [rec(0, 16, 40.0, imgsz=128), rec(1, 11, 30.0), rec(2, 4, 60.0)]
+    assert next_rung(records, SPACE, None, None) == {**REST, "batch": 22}
+
+
+def test_the_rung_is_capped_by_the_space_and_ends_once_measured():
+    assert next_rung([rec(0, 22, 30.0)], SPACE, None, None)["batch"] == 32  # 44 capped at batch_high
+    assert next_rung([rec(0, 22, 30.0), rec(1, 32, 31.0)], SPACE, None, None) is None  # 32 tried, not better
+    assert next_rung([rec(0, 32, 30.0)], SPACE, None, None) is None  # already at the top
+
+
+def test_the_rung_stays_below_a_batch_that_failed_on_memory_with_the_same_settings():
+    records = [rec(0, 10, 30.0), rec(1, 14, None, status="oom")]
+    assert next_rung(records, SPACE, None, None)["batch"] == 13
+    other = [rec(0, 10, 30.0), rec(1, 14, None, status="oom", imgsz=128)]  # another imgsz: not the same ladder
+    assert next_rung(other, SPACE, None, None)["batch"] == 20
+    skipped = [rec(0, 10, 30.0), rec(1, 12, None, status="skipped", reason="predicted peak 9 GiB > limit 8 GiB")]
+    assert next_rung(skipped, SPACE, None, None)["batch"] == 11  # a memory skip caps like an OOM
+    assert next_rung([rec(0, 10, 30.0), rec(1, 11, None, status="oom")], SPACE, None, None) is None
+
+
+def test_the_memory_model_caps_the_rung_with_headroom():
+    model = MemoryModel(intercept=1 * GIB, slope=64 * 2**20 / 96**2, n=3)  # 1 GiB + 64 MiB per batch at 96 px
+    best = [rec(0, 16, 30.0)]
+    assert next_rung(best, SPACE, model, 4 * GIB)["batch"] == 32  # (0.9 x 4 - 1) GiB / 64 MiB = 41.6: 2 x 16
+    assert next_rung(best, SPACE, model, int(2.5 * GIB))["batch"] == 20  # (2.25 - 1) GiB / 64 MiB = 20
+    assert next_rung(best, SPACE, model, 2 * GIB) is None  # (1.8 - 1) GiB / 64 MiB = 12.8: below 16
+
+
+def test_no_feasible_trial_no_rung():
+    assert next_rung([rec(0, 16, None, status="oom")], SPACE, None, None) is None
+    assert next_rung([], SPACE, None, None) is None
+
+
+def test_the_ladder_takes_a_short_search_to_the_top_of_the_batch_range():
+    """The fake probe's throughput grows with batch: with the ladder the winner reaches batch_high."""
+    results = {}
+    for after in (4, None):
+        clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+        search = make_search(storage, clock, FakeProbe(clock, seconds=30), budget_s=420)
+        search.s = replace(search.s, ladder_after=after)
+        results[after] = search.run()
+    with_ladder, without = results[4], results[None]
+    assert with_ladder.winner.config["batch"] == 32
+    assert with_ladder.winner.epoch_s <= without.winner.epoch_s
+    assert len(with_ladder.trials) == len(without.trials)  # the rungs replace sampled trials, within the budget
