@@ -111,7 +111,9 @@ def ratio(a: Row, b: Row) -> str:
     if a.ips is None or b.ips is None:
         return "n/a"
     label = ""
-    if a.config and b.config and a.config.imgsz != b.config.imgsz:
+    if a.config and b.config and a.config == b.config:
+        label = " (the same configuration: a ratio off 1 is the machine's noise)"
+    elif a.config and b.config and a.config.imgsz != b.config.imgsz:
         label = f" (imgsz {a.config.imgsz} vs {b.config.imgsz}: a smaller image is not a free win)"
     return f"{a.ips / b.ips:.2f}x{label}"
 
@@ -190,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     again: dict[str, list[float]] = {"d": [], "e": []}
     if winner and best_cfg:
         for k in range(a.repeats):
-            for key, c in (("d", winner), ("e", best_cfg)):
+            pair = (("d", winner), ("e", best_cfg))
+            for key, c in pair if k % 2 == 0 else pair[::-1]:  # alternate who goes first: no order effect
                 again[key] += ok_ips(measure(c, workload, options, f"side by side {k + 1}/{a.repeats} {key}"))
     side_d = Row(rows["d"].name + ", side by side", winner, tuple(again["d"]))
     side_e = Row(rows["e"].name + ", side by side", best_cfg, tuple(again["e"]))
