@@ -300,14 +300,18 @@ class SearchProgress:
         self.beat = ""
         self.best: tuple[float, str] | None = None
         self.note = ""
+        self.rung = False  # the next trial is the batch ladder's rung (ladder.py), not the sampler's
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "note":
             self.note = data["text"]
         elif kind == "reference":
             self.running, self.beat = f"baseline ({data['key']}): {data['config'].label()}", ""
+        elif kind == "rung":
+            self.rung = True
         elif kind == "trial":
-            self.running, self.beat = f"trial {data['number']}: {data['config'].label()}", ""
+            why = " (batch ladder)" if self.rung else ""
+            self.running, self.beat, self.rung = f"trial {data['number']}{why}: {data['config'].label()}", "", False
         elif kind == "lever":
             self.running, self.beat = f"factor probe ({data['lever']}): {data['config'].label()}", ""
         elif kind == "beat":

@@ -66,3 +66,16 @@ def test_the_ladder_takes_a_short_search_to_the_top_of_the_batch_range():
     assert with_ladder.winner.config["batch"] == 32
     assert with_ladder.winner.epoch_s <= without.winner.epoch_s
     assert len(with_ladder.trials) == len(without.trials)  # the rungs replace sampled trials, within the budget
+
+
+def test_the_live_view_names_a_ladder_rung():
+    from autotune.config import TrainConfig
+    from autotune.render import SearchProgress
+
+    view = SearchProgress(600.0, lambda: 0.0, 800)
+    config = TrainConfig(batch=32, workers=2, imgsz=96, cache="ram", device="cpu")
+    view.event("rung", {"config": config})
+    view.event("trial", {"number": 5, "config": config})
+    assert view.running.startswith("trial 5 (batch ladder): batch=32")
+    view.event("trial", {"number": 6, "config": config})
+    assert view.running.startswith("trial 6: ")
