@@ -617,8 +617,8 @@ class Search:
                 if not ok:
                     stop_reason = why
                     break
+                self.climb_ladder()  # only right before a trial starts: a rung never waits in the study unrun
                 self.study.optimize(self.objective, n_trials=1, catch=(RuntimeError,), gc_after_trial=False)
-                self.climb_ladder()
         except KeyboardInterrupt:
             interrupted = True
             stop_reason = "interrupted (Ctrl-C): every finished trial is kept; run the same command to resume"

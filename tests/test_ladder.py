@@ -79,3 +79,15 @@ def test_the_live_view_names_a_ladder_rung():
     assert view.running.startswith("trial 5 (batch ladder): batch=32")
     view.event("trial", {"number": 6, "config": config})
     assert view.running.startswith("trial 6: ")
+
+
+def test_no_rung_is_left_waiting_when_the_budget_ends():
+    """CI caught a rung enqueued after the last trial: a WAITING trial no worker ran (and none would)."""
+    tall = Space(batch_low=2, batch_high=4096, workers_high=2, imgsz=(96, 128), cache=("none", "ram"))
+    for budget in range(300, 630, 30):  # the range is tall enough that a next rung always exists
+        clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+        search = make_search(storage, clock, FakeProbe(clock, seconds=30), budget_s=budget, space=tall)
+        search.s = replace(search.s, ladder_after=1)
+        search.run()
+        states = {t.state.name for t in optuna.load_study(study_name="test", storage=storage).trials}
+        assert "WAITING" not in states, (budget, states)
