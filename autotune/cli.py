@@ -1,4 +1,5 @@
-"""The command line: parse, call, print. No measuring or deciding happens here."""
+"""The command line: parse, call, print. Requests are checked where they are resolved; nothing is measured or
+decided here. Bad input is one line on stderr and exit code 2, never a traceback."""
 
 from __future__ import annotations
 
@@ -30,36 +31,53 @@ def user_errors(fn: Callable[..., None]) -> Callable[..., None]:
         try:
             fn(*args, **kwargs)
         except UserError as e:
-            err.print(f"[red]autotune: error:[/red] {e}", highlight=False, soft_wrap=True)
+            err.print(f"[red]autotune: error:[/red] {e}", highlight=False, soft_wrap=True, markup=True)
             raise typer.Exit(2) from None
 
     return wrapper
 
 
-CPU_IMGSZ = 160  # default image size on a CPU-only machine: yolo11n at 640 px runs seconds per iteration
-
-DataOpt = Annotated[
-    str | None, typer.Option("--data", help="data.yaml of your dataset; default: the embedded synthetic workload")
-]
-ModelOpt = Annotated[str, typer.Option("--model", help="model YAML (built from scratch) or a local .pt file")]
+def _say(text: str, style: str | None = None) -> None:
+    """A line on stderr, unwrapped (paths and commands stay whole), never read as Rich markup."""
+    err.print(text, soft_wrap=True, markup=False, highlight=False, style=style)
 
 
 def _data_yaml(data: str | None) -> str:
     """The user's data.yaml, or the embedded default workload (generated once, then reused)."""
     if data is not None:
         return str(Path(data).expanduser().resolve())
-    from autotune.demo import DemoSpec, write_demo_dataset
+    from autotune.data.demo import DemoSpec, write_demo_dataset
 
-    spec = DemoSpec()
     with err.status("preparing the embedded default workload (synthetic PPE dataset)...") as status:
 
         def progress(done: int, total: int) -> None:
             status.update(f"generating the embedded default workload: {done}/{total} images")
 
-        ds = write_demo_dataset(spec, progress=progress)
+        ds = write_demo_dataset(DemoSpec(), progress=progress)
     if not ds.reused:
-        err.print(f"wrote {ds.n_train + ds.n_val} synthetic images to {ds.root} in {ds.seconds:.0f} s")
+        _say(f"wrote {ds.n_train + ds.n_val} synthetic images to {ds.root} in {ds.seconds:.0f} s")
     return str(ds.data_yaml)
+
+
+def _progress_bar(label: str) -> Any:
+    """A progress bar on stderr, for work counted in items (images written)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
+                    transient=True)  # fmt: skip
+
+
+def _bar_callback(bar: Any, label: str) -> Callable[[int, int], None]:
+    task = bar.add_task(label, total=None)
+    return lambda done, total: bar.update(task, completed=done, total=total)
+
+
+DataOpt = Annotated[
+    str | None, typer.Option("--data", help="data.yaml of your dataset; default: the embedded synthetic workload")
+]
+ModelOpt = Annotated[str, typer.Option("--model", help="model YAML (built from scratch) or a local .pt file")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")]
+StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL; default the search's SQLite file")]
 
 
 @app.command("demo-data")
@@ -71,21 +89,16 @@ def demo_data(
     seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same bytes")] = 0,
 ) -> None:
     """Write the embedded default workload: a deterministic synthetic PPE-like detection dataset."""
-    from autotune.config import parse_size
-    from autotune.demo import DemoSpec, write_demo_dataset
+    from autotune.data.demo import DemoSpec, write_demo_dataset
+    from autotune.units import parse_size
 
     w, h = parse_size(size)
     spec = DemoSpec(images=images, width=w, height=h, seed=seed)
     with err.status("generating...") as status:
         ds = write_demo_dataset(spec, out=out, progress=lambda d, t: status.update(f"generating {d}/{t} images"))
     state = "already there" if ds.reused else f"written in {ds.seconds:.1f} s"
-    err.print(f"{ds.n_train} train + {ds.n_val} val images, {ds.bytes / 2**20:.0f} MiB, {state}")
+    _say(f"{ds.n_train} train + {ds.n_val} val images, {ds.bytes / 2**20:.0f} MiB, {state}")
     print(ds.data_yaml)
-
-
-def _some(paths: tuple[str, ...], most: int = 10) -> str:
-    """The first few paths, and how many more."""
-    return ", ".join(paths[:most]) + (f" and {len(paths) - most} more" if len(paths) > most else "")
 
 
 @app.command()
@@ -107,57 +120,24 @@ def resize(
     as_json: JsonOpt = False,
 ) -> None:
     """Write a copy of the dataset with every image's long side shrunk to imgsz (labels unchanged)."""
+    from autotune.data import resize as rz
+    from autotune.report.terminal import resize_lines
 
-    from autotune.config import ProbeOptions, TrainConfig
-    from autotune.machine import default_device, default_workers
-    from autotune.render import fmt_bytes
-    from autotune.resize import compare_loaders, plan_resize, prepare
-
-    options = ProbeOptions(iters=iters)  # every bad value fails before anything is written
-    config = None
-    if measure:
-        workers = default_workers() if workers is None else workers
-        config = TrainConfig(batch=batch, workers=workers, imgsz=imgsz, device=default_device())
-    if processes is not None and processes < 1:
-        raise UserError(f"processes must be >= 1, got {processes}")
+    check = rz.ResizeRequest(imgsz, out, quality, processes, measure, batch, workers, iters).check()
     source = _data_yaml(data)
     with err.status("reading the dataset and estimating the copy..."):
-        plan = plan_resize(source, imgsz, out, quality)
-        pending, est = prepare(plan)
+        plan = rz.plan_resize(source, imgsz, out, quality)
+        pending, est = rz.prepare(plan)
     for note in plan.notes:
-        err.print(f"[dim]{note}[/dim]")
-    result = _write_copy(plan, pending, est, processes, "resizing")
-    if result.corrupt:
-        err.print(
-            f"[yellow]warning:[/yellow] skipped {len(result.corrupt)} unreadable image(s): {_some(result.corrupt)}",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if result.kept:
-        err.print(
-            f"[yellow]warning:[/yellow] {len(result.kept)} image(s) copied at full size (format not writable): "
-            f"{_some(result.kept)}",
-            highlight=False,
-            soft_wrap=True,
-        )
-    ratio = result.source_bytes / result.copy_bytes if result.copy_bytes else float("inf")
-    err.print(
-        f"{result.images} images at imgsz {imgsz}: {result.resized} resized, {result.as_is} copied as they are, "
-        f"{result.already} already there; {result.seconds:.1f} s on {result.processes} process(es); image bytes "
-        f"{fmt_bytes(result.source_bytes)} -> {fmt_bytes(result.copy_bytes)} ({ratio:.1f}x smaller); {result.out}",
-        highlight=False,
-        soft_wrap=True,
-    )
+        _say(note, "dim")
+    with _progress_bar("resizing") as bar:
+        result = rz.write_copy(plan, pending, est, processes, _bar_callback(bar, "resizing"))
     loaders = {}
-    if config is not None:
-        with err.status(f"loader-only throughput, original vs resized ({config.label()})..."):
-            loaders = compare_loaders(source, result.data_yaml, config, "yolo11n.yaml", options)
-        rates = {k: r.images_per_s for k, r in loaders.items()}
-        for name, r in loaders.items():
-            said = f"{r.images_per_s:,.1f} images/s" if r.images_per_s else f"{r.status}: {r.reason}"
-            err.print(f"loader-only, {name}: {said} ({config.label()})", highlight=False)
-        if rates["original"] and rates["resized"]:
-            err.print(f"resized / original: {rates['resized'] / rates['original']:.2f}x", highlight=False)
+    if check.config is not None:
+        with err.status(f"loader-only throughput, original vs resized ({check.config.label()})..."):
+            loaders = rz.compare_loaders(source, result.data_yaml, check.config, "yolo11n.yaml", check.options)
+    for text, style in resize_lines(result, loaders, check.config):
+        _say(text, style)
     if as_json:
         print(json.dumps({**result.to_dict(), "loader_only": {k: r.to_dict() for k, r in loaders.items()}}))
     else:
@@ -179,47 +159,16 @@ PageCacheOpt = Annotated[
     str, typer.Option(help="file state before reading: auto (as the full run will), warm, cold, asis")
 ]
 TimeoutOpt = Annotated[float | None, typer.Option(help="hard limit in seconds per probe; default scales with it")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")]
 
 
-def _setup(
-    data: str | None,
-    model: str,
-    imgsz: int | None,
-    batch: int,
-    workers: int | None,
-    cache: str,
-    device: str | None,
-    epochs: int,
-    optimizer: str,
-) -> tuple[Any, Any]:
-    """TrainConfig and Workload from the shared options; every bad value is a UserError before any work."""
-    from autotune.config import TrainConfig, Workload, resolve_model
-    from autotune.dataset import load_dataset
-    from autotune.machine import default_device, default_workers
+def _resolve_probe(**typed: Any) -> Any:
+    """The shared options of probe and profile, as one request checked before any work."""
+    from autotune.measure.request import ProbeRequest, resolve
 
-    if epochs < 1:
-        raise UserError(f"epochs must be >= 1, got {epochs}")
-    device = device if device is not None else default_device()
-    default_imgsz = imgsz is None
-    if imgsz is None:
-        imgsz = CPU_IMGSZ if device == "cpu" else 640
-    config = TrainConfig(
-        batch=batch,
-        workers=default_workers() if workers is None else workers,
-        imgsz=imgsz,
-        cache=cache,
-        device=device,
-        optimizer=optimizer,
-    )
-    model = resolve_model(model)
-    workload = Workload(data=_data_yaml(data), model=model, epochs=epochs)
-    load_dataset(workload.data)  # bad data fails here with one line, before any subprocess starts
-    if config.device == "cpu":  # said only once all input is known to be good: errors stay one line
-        err.print("[dim]CPU only: no GPU found or --device cpu; timings are for this CPU[/dim]")
-        if default_imgsz:
-            err.print(f"[dim]CPU only: imgsz {imgsz} by default (640 px takes minutes per probe); pass --imgsz[/dim]")
-    return config, workload
+    resolved = resolve(ProbeRequest(**typed), _data_yaml)
+    for note in resolved.notes:  # said once all input is known to be good: errors stay one line
+        _say(note, "dim")
+    return resolved
 
 
 @app.command()
@@ -245,33 +194,22 @@ def probe(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure one training configuration: images/s, sec/iter, data stall, memory, cache cost."""
-    from autotune.config import ProbeOptions
-    from autotune.probe import probe as run_probe
-    from autotune.render import probe_view
+    from autotune.measure.probe import probe as run_probe
+    from autotune.report.terminal import beat_text, probe_view
+    from autotune.status import exit_code
 
-    options = ProbeOptions(
-        iters=iters, memory_limit=memory_limit, page_cache=page_cache, timeout_s=timeout, keep_scratch=keep_scratch
-    )
-    config, workload = _setup(data, model, imgsz, batch, workers, cache, device, epochs, optimizer)
-    config = config.with_(source=source)
-    with err.status(f"probing {config.label()}...") as status:
-
-        def progress(beat: dict[str, Any]) -> None:
-            phase = beat.get("phase", "")
-            if "iter" in beat:
-                status.update(
-                    f"probing {config.label()}: {phase} iteration {beat['iter']}, {beat['iter_s']:.2f} s/iter"
-                )
-            else:
-                status.update(f"probing {config.label()}: {phase}...")
-
-        result = run_probe(config, workload, options, on_progress=progress)
+    r = _resolve_probe(data=data, model=model, imgsz=imgsz, batch=batch, workers=workers, cache=cache,
+                       device=device, epochs=epochs, optimizer=optimizer, iters=iters, memory_limit=memory_limit,
+                       page_cache=page_cache, timeout_s=timeout, source=source, keep_scratch=keep_scratch)  # fmt: skip
+    what = f"probing {r.config.label()}"
+    with err.status(f"{what}...") as status:
+        result = run_probe(r.config, r.workload, r.options, on_progress=lambda b: status.update(beat_text(what, b)))
     if as_json:
         print(json.dumps(result.to_dict()))
     else:
         Console().print(probe_view(result))
-    if not result.ok:
-        raise typer.Exit(1)
+    if exit_code(result.status):
+        raise typer.Exit(exit_code(result.status))
 
 
 @app.command()
@@ -299,26 +237,20 @@ def profile(
     as_json: JsonOpt = False,
 ) -> None:
     """Diagnose one configuration: data-bound or compute-bound? Worker scaling, cache costs, utilisation."""
-    import datetime as dt
+    from autotune.measure.profile import parse_worker_list, profile_folder
+    from autotune.measure.profile import profile as run_profile
+    from autotune.report.profile_files import save
+    from autotune.report.terminal import profile_view
 
-    from autotune.config import ProbeOptions
-    from autotune.profiler import profile as run_profile
-    from autotune.profiler import save
-    from autotune.render import profile_view
-
-    options = ProbeOptions(iters=iters, memory_limit=memory_limit, page_cache=page_cache, timeout_s=timeout)
-    counts = None
-    if worker_list is not None:
-        try:
-            counts = sorted({int(x) for x in worker_list.split(",") if x.strip()})
-        except ValueError:
-            raise UserError(f"--worker-list must be whole numbers separated by commas, got {worker_list!r}") from None
-        if not counts or min(counts) < 0:
-            raise UserError(f"--worker-list must hold workers >= 0, got {worker_list!r}")
-    config, workload = _setup(data, model, imgsz, batch, workers, cache, device, epochs, optimizer)
-    folder = out or Path("reports") / f"profile-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    with err.status(f"profiling {config.label()}...") as status:
-        p = run_profile(config, workload, options, counts, py_spy, on_step=lambda s: status.update(f"profiling: {s}"))
+    counts = parse_worker_list(worker_list)
+    folder = profile_folder(out)
+    r = _resolve_probe(data=data, model=model, imgsz=imgsz, batch=batch, workers=workers, cache=cache,
+                       device=device, epochs=epochs, optimizer=optimizer, iters=iters, memory_limit=memory_limit,
+                       page_cache=page_cache, timeout_s=timeout)  # fmt: skip
+    with err.status(f"profiling {r.config.label()}...") as status:
+        p = run_profile(
+            r.config, r.workload, r.options, counts, py_spy, on_step=lambda s: status.update(f"profiling: {s}")
+        )
         written = [str(f) for f in save(p, folder)]
     if as_json:
         print(json.dumps({**p.to_dict(), "written": written}))
@@ -369,79 +301,26 @@ def search(
     as_json: JsonOpt = False,
 ) -> None:
     """Find the fastest batch, workers, imgsz and cache under the memory limit, within the budget."""
-    import shutil
     import time
 
-    import psutil
     from rich.live import Live
 
-    from autotune.config import Workload, parse_duration, resolve_model
-    from autotune.demo import cache_root
-    from autotune.machine import default_device, fingerprint
-    from autotune.plan import check_space_not_empty, make_plan, with_autobatch_seed, write_winner_profile
-    from autotune.probe import probe as run_probe
-    from autotune.render import SearchProgress, search_view
-    from autotune.search import Search, open_storage, outcome_to_dict
+    from autotune.report.terminal import SearchProgress, search_view
+    from autotune.search import command
+    from autotune.search.plan import SearchRequest
+    from autotune.search.runner import outcome_to_dict
 
-    budget_s = parse_duration(budget)
-    target_s = parse_duration(target_epoch) if target_epoch else None
-    if epochs < 1:
-        raise UserError(f"epochs must be >= 1, got {epochs}")
-    if iters is not None and iters < 1:
-        raise UserError(f"iters must be >= 1, got {iters}")
-    device = device if device is not None else default_device()
-    if device != "cpu" and not device.isdigit():
-        raise UserError(f"device must be 'cpu' or a CUDA index such as '0', got {device!r}")
-    workload = Workload(data=_data_yaml(data), model=resolve_model(model), epochs=epochs)
-    machine = fingerprint()
-    plan = make_plan(
-        workload,
-        device,
-        budget_s,
-        batch,
-        workers,
-        imgsz,
-        cache,
-        vram_limit,
-        baseline,
-        target_s,
-        storage,
-        study,
-        seed,
-        fresh,
-        machine,
-        iters,
-        tuple(tries or ()),
-        source,
-    )
-    ram, disk = psutil.virtual_memory().available, shutil.disk_usage(Path(workload.data).parent).free
-    check_space_not_empty(plan, ram, disk)
-    store = open_storage(plan.settings.storage)
-    if device != "cpu":  # on a GPU, Ultralytics' AutoBatch answer is a seed inside the space
-        with err.status("asking Ultralytics AutoBatch for a seed batch size..."):
-            plan, said = with_autobatch_seed(plan, device)
-        err.print(f"[dim]{said}[/dim]")
-    for note in plan.notes:
-        err.print(f"[dim]{note}[/dim]")
-    err.print(f"[dim]space: {plan.space.describe()}; study {plan.settings.study}[/dim]")
-    view = SearchProgress(budget_s, time.monotonic, plan.n_train)
-    runner = Search(
-        plan.settings,
-        plan.space,
-        workload,
-        machine,
-        plan.dataset,
-        plan.n_train,
-        probe_fn=lambda c, w, o, cb: run_probe(c, w, o, on_progress=cb),
-        storage=store,
-        ram_available=ram,
-        disk_free=disk,
-        lock_path=cache_root() / "probe.lock",
-        on_event=view.event,
-    )
+    req = SearchRequest(data=data, model=model, budget=budget, device=device, batch=batch, workers=workers,
+                        imgsz=imgsz, cache=cache, source=source, epochs=epochs, vram_limit=vram_limit,
+                        baseline=baseline, target_epoch=target_epoch, tries=tuple(tries or ()), storage=storage,
+                        study=study, seed=seed, fresh=fresh, iters=iters)  # fmt: skip
+    with err.status("planning the search...") as status:
+        prepared = command.prepare(req, _data_yaml, status.update)
+    for note in prepared.notes:
+        _say(note, "dim")
+    view = SearchProgress(prepared.plan.settings.budget_s, time.monotonic, prepared.plan.n_train)
     with Live(view, console=err, refresh_per_second=2, transient=True):
-        outcome = runner.run()
-    written = write_winner_profile(plan, outcome)
+        outcome, written = command.run(prepared, view.event)
     profile_path = str(written) if written else None
     if as_json:
         print(json.dumps({**outcome_to_dict(outcome), "profile": profile_path}))
@@ -457,7 +336,7 @@ def search(
 @user_errors
 def report(
     study: Annotated[str | None, typer.Option(help="study name; default: the latest study in the storage")] = None,
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL; default the search's SQLite file")] = None,
+    storage: StorageOpt = None,
     out: Annotated[Path | None, typer.Option(help="output folder; default reports/<study>/")] = None,
     formats: Annotated[str, typer.Option("--format", help="any of md,html,json")] = "md,html,json",
     epochs: Annotated[int | None, typer.Option(help="epochs for the total-time estimate; default the study's")] = None,
@@ -470,87 +349,26 @@ def report(
     as_json: JsonOpt = False,
 ) -> None:
     """Speedup breakdown of a study: each lever measured alone beside the story's rule, and the interaction."""
-    from autotune import report as rep
-    from autotune.demo import cache_root
-    from autotune.reportdoc import FORMATS, write
-    from autotune.search import mask_url, open_storage
+    from autotune.report.command import ReportRequest
+    from autotune.report.command import report as make_report
+    from autotune.report.terminal import report_view
 
-    fmts = [f.strip() for f in formats.split(",") if f.strip()]
-    if not fmts or set(fmts) - set(FORMATS):
-        raise UserError(f"--format takes any of {','.join(FORMATS)}, got {formats!r}")
-    if epochs is not None and epochs < 1:
-        raise UserError(f"epochs must be >= 1, got {epochs}")
-    if repeats < 1:
-        raise UserError(f"repeats must be >= 1, got {repeats}")
-    url = storage or f"sqlite:///{cache_root() / 'studies.db'}"
-    if storage is None and not (cache_root() / "studies.db").exists():
-        raise UserError("no study yet: run `autotune search` first")
-    store = open_storage(url)
-    name = study or rep.latest_study(store)
-    snap = rep.snapshot(store, name, mask_url(url))
-    if measure:
-        from autotune.machine import fingerprint
-        from autotune.plan import remeasure
-        from autotune.probe import probe as run_probe
+    req = ReportRequest(study, storage, out, formats, epochs, measure, repeats)
+    with err.status("building the report...") as status:
 
-        rep.build(snap, epochs)  # an unusable study fails here, before any probe
-        with err.status("measuring the missing factor probes...") as status:
+        def on_event(kind: str, data: dict[str, Any]) -> None:
+            if kind == "lever":
+                status.update(f"factor probe ({data['lever']}): {data['config'].label()}")
 
-            def on_event(kind: str, data: dict[str, Any]) -> None:
-                if kind == "lever":
-                    status.update(f"factor probe ({data['lever']}): {data['config'].label()}")
+        def on_measured(n: int) -> None:
+            _say(f"{n} factor probe(s) measured and stored in the study", "dim")
 
-            n = remeasure(
-                store,
-                url,
-                name,
-                fingerprint(),
-                repeats,
-                lambda c, w, o, cb: run_probe(c, w, o, on_progress=cb),
-                on_event,
-            )
-        err.print(f"[dim]{n} factor probe(s) measured and stored in the study[/dim]")
-        snap = rep.snapshot(store, name, mask_url(url))
-    data = rep.build(snap, epochs)
-    import optuna
-
-    folder = out or Path("reports") / name
-    written = [str(p) for p in write(data, folder, fmts, optuna.load_study(study_name=name, storage=store))]
+        data, files = make_report(req, on_measured, on_event)
+    written = [str(p) for p in files]
     if as_json:
         print(json.dumps({**data.to_dict(), "written": written}))
     else:
-        from autotune.render import report_view
-
         Console().print(report_view(data, written))
-
-
-def _write_copy(plan: Any, pending: list[int], est: Any, processes: int | None, label: str) -> Any:
-    """resize.write_copy with a progress bar on stderr."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from autotune.resize import write_copy
-
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(label, total=len(pending))
-        return write_copy(plan, pending, est, processes, lambda d, t: bar.update(task, completed=d, total=t))
-
-
-def _ensure_resized(data: str, imgsz: int) -> None:
-    """The copy pre-resized to imgsz that the winner was measured from: written (or completed) here if missing."""
-    from autotune.resize import plan_resize, prepare
-
-    plan = plan_resize(data, imgsz)
-    pending, est = prepare(plan)
-    if not pending:
-        return
-    result = _write_copy(plan, pending, est, None, f"writing the copy pre-resized to {imgsz} px")
-    _say(f"wrote {result.images} images to {plan.out} in {result.seconds:.1f} s (one-time, as measured)")
-
-
-def _say(text: str) -> None:
-    """A line on stderr, unwrapped (paths and commands stay whole)."""
-    err.print(text, soft_wrap=True)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -559,7 +377,7 @@ def train(
     ctx: typer.Context,
     best: Annotated[bool, typer.Option("--best", help="the winner of the latest study in the storage")] = False,
     study: Annotated[str | None, typer.Option(help="the winner of this study")] = None,
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL; default the SQLite file")] = None,
+    storage: StorageOpt = None,
     profile: Annotated[Path | None, typer.Option(help="a profile written by autotune search (profiles/*.yaml)")] = None,
     epochs: Annotated[int | None, typer.Option(help="epochs; default the study's planned epochs")] = None,
     patience: Annotated[int | None, typer.Option(help="early stopping: epochs without improvement")] = None,
@@ -580,91 +398,22 @@ def train(
     Further Ultralytics settings pass through as key=value (e.g. lr0=0.005); the measured ones (batch, imgsz,
     workers, cache, device, amp, nbs) cannot be changed here.
     """
-    import os
+    from autotune.report.terminal import TrainPrinter, train_summary
+    from autotune.train import command as tc
+    from autotune.train import handover as ho
 
-    os.environ.setdefault("YOLO_OFFLINE", "1")  # before Ultralytics is imported: nothing downloads
-    from rich.markup import escape
-
-    from autotune import handover as ho
-    from autotune import train as tr
-    from autotune.dataset import load_dataset
-    from autotune.demo import cache_root
-    from autotune.machine import fingerprint
-    from autotune.predict import Rates
-    from autotune.render import train_epoch_line, train_off_warning, train_prediction_lines, train_summary
-    from autotune.search import open_storage
-
-    extra = ho.parse_extra(list(ctx.args))
-    if profile is not None and (best or study):
-        raise UserError("give --best (or --study NAME) or --profile FILE, not both")
-    if profile is None and not (best or study):
-        raise UserError("say what to train: --best (the latest search's winner), --study NAME or --profile FILE")
-    recipe = ho.Recipe(epochs, patience, optimizer, cos_lr, close_mosaic, extra)
-    if resume and recipe != ho.Recipe():
-        raise UserError("--resume continues the run with its own settings: drop the other training options")
-    url = storage or f"sqlite:///{cache_root() / 'studies.db'}"
-    store = open_storage(url)
-    if profile is not None:
-        source = ho.from_profile(profile, store)
-    else:
-        source = ho.from_study(ho.load_study(store, study or ho.latest_study_name(store)))
-    machine = fingerprint()
-    info = load_dataset(source.workload.data)
+    recipe = ho.Recipe(epochs, patience, optimizer, cos_lr, close_mosaic, ho.parse_extra(list(ctx.args)))
+    req = tc.TrainRequest(best, study, storage, profile, recipe, resume, measure)
+    source = tc.source_for(req)
     out = Console(highlight=False, soft_wrap=True, markup=False)  # "[mosaic]" is text, not Rich markup
-
-    def on_event(kind: str, data: dict[str, Any]) -> None:
-        if kind == "start":
-            if data["prediction"] is not None:
-                for line in train_prediction_lines(data["prediction"], data["setup_s"]):
-                    out.print(line, style="dim" if line.startswith(("  ", "note")) else None)
-            else:
-                out.print(f"setup {data['setup_s']:.0f} s; no prediction (nothing measured)")
-        elif kind == "epoch":
-            out.print(train_epoch_line(data["record"]), style="bold")
-            if data["causes"]:
-                _say(f"[yellow]warning:[/yellow] {escape(train_off_warning(data['record'], data['causes']))}")
-        elif kind == "final":
-            run = data["run"]
-            predicted = f" (predicted {run.predicted_final_val_s:.1f} s)" if run.predicted_final_val_s else ""
-            out.print(f"final validation of best.pt {run.final_val_s:.1f} s{predicted}")
-        elif kind == "warning":
-            _say(f"[yellow]warning:[/yellow] {escape(data['text'])}")
-
+    printer = TrainPrinter(out.print, _say)
     if resume:
-        if source.study is None:
-            raise UserError(f"{source.label} has no study in the storage, so no run to resume was recorded")
-        run = tr.resumable_run(tr.runs_from_study(source.study))
-        if run is None:
-            raise UserError(
-                f"no interrupted run with a last.pt in study {source.study.study_name!r}: start one with autotune train"
-            )
+        run = tc.resumed(source)
         _say(f"resuming run {run.id} from {run.last_pt} (epochs recorded: {len(run.records)})")
-        final = tr.train(run, "", {}, on_event, tr.persister(source.study), resume=True)
+        final = tc.train(source, run, "", {}, printer.event, resume=True)
     else:
-        h = ho.make_handover(source, recipe, len(info.train), info.nc, machine)
-        _say(f"training {source.label}: {h.config.label()} device={h.config.device} optimizer={h.optimizer}")
-        for note in h.notes:
-            _say(f"[dim]note: {note}[/dim]")
-        for warning in h.warnings:
-            _say(f"[yellow]warning:[/yellow] {warning}")
-        if h.config.source == "resized":
-            _ensure_resized(source.workload.data, h.config.imgsz)
-        phases = _train_phases(h, source, machine, measure)
-        rates = Rates.from_results(phases.get("mosaic"), phases.get("no_mosaic"))
-        run = tr.new_run(
-            source.label,
-            source.study.study_name if source.study is not None else None,
-            source.trial,
-            source.profile,
-            h.config,
-            h.args,
-            h.optimizer,
-            rates,
-            machine.to_dict(),
-            warnings=h.warnings,
-            notes=h.notes,
-        )
-        final = tr.train(run, h.workload.model, h.args, on_event, tr.persister(source.study))
+        new = tc.new_run(source, recipe, measure, _phase_probe, printer.note, _before_phases(source))
+        final = tc.train(source, new.run, new.handover.workload.model, new.handover.args, printer.event, resume=False)
     if final.status == "interrupted":
         again = f"--profile {profile}" if profile else f"--study {final.study}"
         keep = f"{final.last_pt.name} keeps the last finished epoch"
@@ -672,33 +421,43 @@ def train(
         raise typer.Exit(130)
     out.print(train_summary(final), style="bold")
     if final.status != "finished":
-        _say(f"[red]training {final.status}:[/red] {final.sessions[-1].reason}")
+        _say(f"training {final.status}: {final.sessions[-1].reason}", "red")
         raise typer.Exit(1)
 
 
-def _train_phases(h: Any, source: Any, machine: Any, measure: bool) -> dict[str, Any]:
-    """The phase measurements the run needs: stored ones, else one probe each (shown as a step, kept in the study)."""
-    from autotune import handover as ho
-    from autotune.demo import cache_root
-    from autotune.probe import probe as run_probe
-    from autotune.search import host_lock
+def _before_phases(source: Any) -> Callable[[Any], None]:
+    """What `train` says (and makes) once its settings are resolved, before any phase is probed."""
+    from autotune.train import command as tc
 
-    def probe_fn(config: Any, workload: Any, options: Any, what: str) -> Any:
-        try:
-            with host_lock(cache_root() / "probe.lock"), err.status(f"{what}...") as status:
+    def before(h: Any) -> None:
+        _say(f"training {source.label}: {h.config.label()} device={h.config.device} optimizer={h.optimizer}")
+        for note in h.notes:
+            _say(f"note: {note}", "dim")
+        for warning in h.warnings:
+            _say(f"warning: {warning}", "yellow")
+        if h.config.source == "resized":
+            label = f"writing the copy pre-resized to {h.config.imgsz} px"
+            with _progress_bar(label) as bar:
+                result = tc.ensure_resized(source.workload.data, h.config.imgsz, _bar_callback(bar, label))
+            if result is not None:
+                _say(f"wrote {result.images} images to {result.out} in {result.seconds:.1f} s (one-time, as measured)")
 
-                def beat(b: dict[str, Any]) -> None:
-                    status.update(f"{what}: {b.get('phase', '')} {b.get('iter', '')}")
+    return before
 
-                return run_probe(config, workload, options, on_progress=beat)
-        except KeyboardInterrupt:
-            _say(f"interrupted while {what}: nothing trained")
-            raise typer.Exit(130) from None
 
-    def on_note(text: str) -> None:
-        _say(f"[dim]{text}[/dim]" if not text.startswith("warning:") else f"[yellow]{text}[/yellow]")
+def _phase_probe(config: Any, workload: Any, options: Any, what: str) -> Any:
+    """One phase probe for `train`, shown as a step; Ctrl-C there trains nothing."""
+    from autotune.measure.probe import probe as run_probe
+    from autotune.report.terminal import beat_text
+    from autotune.search.command import lock_path
+    from autotune.search.runner import host_lock
 
-    return ho.gather_phases(h, source, machine, measure, probe_fn, on_note)
+    try:
+        with host_lock(lock_path()), err.status(f"{what}...") as status:
+            return run_probe(config, workload, options, on_progress=lambda b: status.update(beat_text(what, b)))
+    except KeyboardInterrupt:
+        _say(f"interrupted while {what}: nothing trained")
+        raise typer.Exit(130) from None
 
 
 def main() -> None:

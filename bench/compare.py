@@ -34,10 +34,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autotune.config import ProbeOptions, TrainConfig, Workload  # noqa: E402
-from autotune.machine import fingerprint  # noqa: E402
-from autotune.probe import ProbeResult, probe  # noqa: E402
-from autotune.stats import mean  # noqa: E402
+from autotune.records.config import ProbeOptions, TrainConfig, Workload  # noqa: E402
+from autotune.measure.machine import fingerprint  # noqa: E402
+from autotune.measure.probe import probe  # noqa: E402
+from autotune.records.probe import ProbeResult
+from autotune.measure.stats import mean  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def run_train(study: str, epochs: int, env: dict[str, str]) -> dict[str, Any] | 
     read back from the study as `autotune report` reads them."""
     import optuna
 
-    from autotune.demo import cache_root
+    from autotune.data.demo import cache_root
     from autotune.report import train_runs_of
     from autotune.search import open_storage
 
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if cpu:
         rows["c"] = Row("c. Ultralytics AutoBatch", None, (), "n/a on a CPU (AutoBatch needs CUDA)")
     else:
-        from autotune.autobatch import autobatch
+        from autotune.search.autobatch import autobatch
 
         ab = autobatch(workload, max(ints(a.imgsz)), a.device)
         if isinstance(ab, int):

@@ -50,7 +50,7 @@ def tiny_demo(tmp_path_factory) -> Path:
 
     The folder name has a space: paths with spaces must work everywhere.
     """
-    from autotune.demo import DemoSpec, write_demo_dataset
+    from autotune.data.demo import DemoSpec, write_demo_dataset
 
     root = tmp_path_factory.mktemp("demo") / "tiny demo"
     ds = write_demo_dataset(DemoSpec(images=120, width=320, height=180), out=root)

@@ -101,7 +101,8 @@ def test_bad_search_options(data, args, expected):
 def studies(tmp_path, monkeypatch):
     """A storage with an empty study and one whose only trials ran out of memory."""
     import optuna
-    from test_search import FakeClock, FakeProbe, make_search
+    from fakes import FakeClock, FakeProbe
+    from test_search import make_search
 
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     storage = optuna.storages.RDBStorage(url)

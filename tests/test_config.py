@@ -4,18 +4,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from autotune.config import (
-    ProbeOptions,
-    TrainConfig,
-    auto_optimizer,
-    parse_assignments,
-    parse_duration,
-    parse_memory_limit,
-    parse_size,
-    planned_iterations,
-    resolve_model,
-)
 from autotune.errors import UserError
+from autotune.measure.optimizer import auto_optimizer, planned_iterations
+from autotune.measure.ultralytics_glue import resolve_model
+from autotune.records.config import ProbeOptions, TrainConfig
+from autotune.units import parse_assignments, parse_duration, parse_memory_limit, parse_size
 
 
 @pytest.mark.parametrize(
@@ -119,7 +112,7 @@ def test_auto_optimizer_story_is_musgd():
 
 
 def test_loader_workers_caps_as_ultralytics_build_dataloader_does():
-    from autotune.machine import loader_workers
+    from autotune.measure.machine import loader_workers
 
     assert loader_workers(8, 16, 800, cpus=16, gpus=1) == 8  # 50 batches, 16 CPUs: as asked
     assert loader_workers(8, 118, 800, cpus=16, gpus=1) == 7  # ceil(800 / 118) = 7 batches (the H100 check)
@@ -130,8 +123,8 @@ def test_loader_workers_caps_as_ultralytics_build_dataloader_does():
 
 
 def test_a_workers_cap_the_full_run_shares_is_no_mismatch():
-    from autotune.config import TrainConfig
-    from autotune.measure import mismatches
+    from autotune.measure.ultralytics_glue import mismatches
+    from autotune.records.config import TrainConfig
 
     config = TrainConfig(batch=118, workers=8, imgsz=640, device="0")
     eff = {"batch": 118, "workers": 7, "imgsz": 640, "cache": "none", "amp": True, "accumulate": 1,
@@ -144,13 +137,14 @@ def test_a_workers_cap_the_full_run_shares_is_no_mismatch():
 
 
 def test_ultralytics_logs_to_stderr_so_json_on_stdout_stays_clean(tmp_path):
-    """A fresh machine: Ultralytics' first import prints "Creating new Ultralytics Settings"; never on stdout."""
+    """A fresh machine: Ultralytics' first import logs "Creating new Ultralytics Settings": not in autotune's output
+    (it used to precede even one-line errors); Ultralytics' later log lines go to stderr, never to stdout."""
     import os
     import subprocess
     import sys
 
     code = (
-        "from autotune.config import resolve_model; resolve_model('yolo11n.yaml')\n"
+        "from autotune.measure.ultralytics_glue import resolve_model; resolve_model('yolo11n.yaml')\n"
         "from ultralytics.utils import LOGGER; LOGGER.info('a log line')\n"
         "print('{}')"
     )
@@ -158,4 +152,5 @@ def test_ultralytics_logs_to_stderr_so_json_on_stdout_stays_clean(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout == "{}\n"
-    assert "Ultralytics Settings" in out.stderr and "a log line" in out.stderr
+    assert "Ultralytics Settings" not in out.stderr and "a log line" in out.stderr
+    assert (tmp_path / "fresh" / "Ultralytics" / "settings.json").is_file()  # the settings were made all the same

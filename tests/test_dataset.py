@@ -7,8 +7,8 @@ import pytest
 import yaml
 from conftest import make_dataset, tree_digest
 
-from autotune.dataset import choose_subset, count_objects, label_path, load_dataset, stage, stale_npy
 from autotune.errors import UserError
+from autotune.measure.dataset import choose_subset, count_objects, label_path, load_dataset, stage, stale_npy
 
 
 def test_load_dataset_dirs(tmp_path):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from autotune import demo
-from autotune.demo import CLASSES, DemoSpec, default_demo_dir, render_frame, write_demo_dataset
+from autotune.data import demo
+from autotune.data.demo import CLASSES, DemoSpec, default_demo_dir, render_frame, write_demo_dataset
 from autotune.errors import UserError
 
 SMALL = DemoSpec(images=12, width=320, height=180)  # 10 train + 2 val

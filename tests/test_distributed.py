@@ -54,8 +54,8 @@ def test_two_workers_share_a_study(postgres_server, tiny_demo, tmp_path):  # noq
 
 
 def test_a_worker_on_other_hardware_is_refused(postgres_server, tiny_demo, tmp_path):  # noqa: F811
-    from autotune.machine import fingerprint
-    from autotune.space import Space
+    from autotune.measure.machine import fingerprint
+    from autotune.search.space import Space
 
     url = postgres_server.url
     study = optuna.create_study(study_name="elsewhere", storage=url)

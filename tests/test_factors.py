@@ -2,7 +2,7 @@
 
 import pytest
 
-from autotune.factors import (
+from autotune.report.factors import (
     STORY,
     STORY_PRODUCT_CLAIM,
     Factor,

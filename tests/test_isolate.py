@@ -7,7 +7,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from autotune.isolate import TimeoutPolicy, run_isolated
+from autotune.measure.isolate import TimeoutPolicy, run_isolated
 
 TESTS = Path(__file__).parent
 

@@ -3,21 +3,24 @@
 from dataclasses import replace
 
 import optuna
-from test_search import FakeClock, FakeProbe, make_search
+from fakes import FakeClock, FakeProbe
+from test_search import make_search
 
-from autotune.ladder import next_rung
-from autotune.search import TrialRecord
-from autotune.space import MemoryModel, Space
+from autotune.records.search import Space, TrialRecord
+from autotune.search.ladder import next_rung
+from autotune.search.space import MemoryModel
 
 SPACE = Space(batch_low=2, batch_high=32, workers_high=2, imgsz=(96, 128), cache=("none", "ram"))
 REST = {"workers": 0, "imgsz": 96, "cache": "ram", "source": "original"}
 GIB = 2**30
 
 
-def rec(n: int, batch: int, epoch_s: float | None, status: str = "ok", reason: str = "", **rest) -> TrialRecord:
+def rec(
+    n: int, batch: int, epoch_s: float | None, status: str = "ok", reason: str = "", memory_wall: bool = False, **rest
+) -> TrialRecord:
     feasible = status == "ok"
     return TrialRecord(n, "COMPLETE", {**REST, **rest, "batch": batch}, epoch_s if feasible else None, None, None,
-                       feasible, status, reason, 30.0, None)  # fmt: skip
+                       feasible, status, reason, 30.0, None, memory_wall)  # fmt: skip
 
 
 def test_the_best_config_is_proposed_at_twice_its_batch():
@@ -36,8 +39,11 @@ def test_the_rung_stays_below_a_batch_that_failed_on_memory_with_the_same_settin
     assert next_rung(records, SPACE, None, None)["batch"] == 13
     other = [rec(0, 10, 30.0), rec(1, 14, None, status="oom", imgsz=128)]  # another imgsz: not the same ladder
     assert next_rung(other, SPACE, None, None)["batch"] == 20
-    skipped = [rec(0, 10, 30.0), rec(1, 12, None, status="skipped", reason="predicted peak 9 GiB > limit 8 GiB")]
-    assert next_rung(skipped, SPACE, None, None)["batch"] == 11  # a memory skip caps like an OOM
+    # skipped as predicted over the limit (the store marks the memory constraint): caps like an OOM
+    skipped = [rec(0, 10, 30.0), rec(1, 12, None, status="skipped", reason="predicted peak 9 GiB", memory_wall=True)]
+    assert next_rung(skipped, SPACE, None, None)["batch"] == 11
+    cache = [rec(0, 10, 30.0), rec(1, 12, None, status="skipped", reason="cache=ram needs 9 GiB")]
+    assert next_rung(cache, SPACE, None, None)["batch"] == 20  # a skip for another reason does not
     assert next_rung([rec(0, 10, 30.0), rec(1, 11, None, status="oom")], SPACE, None, None) is None
 
 
@@ -69,8 +75,8 @@ def test_the_ladder_takes_a_short_search_to_the_top_of_the_batch_range():
 
 
 def test_the_live_view_names_a_ladder_rung():
-    from autotune.config import TrainConfig
-    from autotune.render import SearchProgress
+    from autotune.records.config import TrainConfig
+    from autotune.report.terminal import SearchProgress
 
     view = SearchProgress(600.0, lambda: 0.0, 800)
     config = TrainConfig(batch=32, workers=2, imgsz=96, cache="ram", device="cpu")

@@ -10,8 +10,9 @@ import psutil
 import pytest
 from conftest import make_dataset, tree_digest
 
-from autotune.config import ProbeOptions, TrainConfig, Workload
-from autotune.probe import ProbeResult, probe
+from autotune.measure.probe import probe
+from autotune.records.config import ProbeOptions, TrainConfig, Workload
+from autotune.records.probe import ProbeResult
 
 pytestmark = pytest.mark.integration
 

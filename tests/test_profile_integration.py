@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from autotune.config import ProbeOptions, TrainConfig, Workload
-from autotune.profiler import profile, save
+from autotune.measure.profile import profile
+from autotune.report.profile_files import save
+from autotune.records.config import ProbeOptions, TrainConfig, Workload
 
 pytestmark = pytest.mark.integration
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from autotune.cachebench import CacheBench, CacheBuild, ModeRead, break_even_epochs
-from autotune.loader import LoaderResult, worker_counts
-from autotune.profiler import cache_advice, classify, page_cache_note, saturation
+from autotune.measure.cachebench import CacheBench, CacheBuild, ModeRead, break_even_epochs
+from autotune.measure.loader import LoaderResult, worker_counts
+from autotune.measure.profile import cache_advice, classify, page_cache_note, saturation
 
 
 def test_data_bound_when_the_model_waits_and_the_loader_is_slower():

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from autotune import pyspy
-from autotune.pyspy import (
+from autotune.measure import pyspy
+from autotune.measure.pyspy import (
     NOT_FOUND_MESSAGE,
     NOT_PERMITTED_MESSAGE,
     FunctionTime,

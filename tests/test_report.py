@@ -2,17 +2,23 @@
 
 import json
 import re
+from dataclasses import replace
 
 import optuna
 import pytest
-from test_search import WORKLOAD, FakeClock, FakeProbe, make_search
+from fakes import FakeClock, FakeProbe
+from test_search import WORKLOAD, make_search
 
-from autotune import levers, reportdoc
-from autotune.config import TrainConfig
 from autotune.errors import UserError
-from autotune.probe import MemoryUse, ProbeResult, failed
-from autotune.report import Snapshot, build
-from autotune.stats import summarize
+from autotune.measure.stats import summarize
+from autotune.records.config import TrainConfig, Workload
+from autotune.records.machine import Machine
+from autotune.records.probe import MemoryUse, ProbeResult, failed
+from autotune.records.search import DatasetSize, Space, StudyMeta, StudySnapshot, TrialRecord
+from autotune.report import documents as reportdoc
+from autotune.report.build import build
+from autotune.search import levers
+from autotune.search.store import StudyStore
 
 BASE = TrainConfig(batch=16, workers=2, imgsz=128, cache="none", device="cpu")
 WIN = TrainConfig(batch=32, workers=2, imgsz=96, cache="ram", device="cpu")
@@ -31,36 +37,49 @@ def result(c: TrainConfig, ips: float, status: str = "ok", created: str = "", st
     )  # fmt: skip
 
 
-def trial(number: int, r: ProbeResult, n_train: int = 800) -> dict:
+def trial(number: int, r: ProbeResult, n_train: int = 800) -> TrialRecord:
     ok = r.ok and r.stats is not None
-    ua = {"config": r.requested, "result": r.to_dict(), "status": r.status, "reason": r.reason,
-          "peak_memory_bytes": GIB}  # fmt: skip
-    if ok:
-        ua["images_per_s"] = r.stats.images_per_s
-    value = n_train / r.stats.images_per_s if ok else 1e9
-    return {"number": number, "state": "COMPLETE", "value": value, "feasible": ok, "user_attrs": ua}
+    ips = r.stats.images_per_s if ok else None
+    return TrialRecord(
+        number=number, state="COMPLETE", config=r.requested, epoch_s=n_train / ips if ips else None,
+        images_per_s=ips, sec_per_iter=None, feasible=ok, status=r.status, reason=r.reason, duration_s=30.0,
+        peak_memory_bytes=GIB, memory_wall=r.status == "oom",
+    )  # fmt: skip
 
 
-def snapshot(lever_ips: dict[str, float], winner_ips: float = 45.0, base_end: float = 21.0) -> Snapshot:
+META = StudyMeta(
+    machine=Machine("Test CPU", 2, 24 * GIB, (), ""),
+    machine_id=None,
+    workload=Workload("/d/data.yaml", "yolo11n.yaml", 10),
+    n_train=800,
+    baseline=BASE,
+    space=Space(4, 32, 2, (96, 128), ("none", "ram")),
+    memory_limit_bytes=4 * GIB,
+    dataset=DatasetSize(1000, 1280 * 720, 0.5625),
+)
+
+
+def snapshot(lever_ips: dict[str, float], winner_ips: float = 45.0, base_end: float = 21.0) -> StudySnapshot:
     """Baseline 20 (and 21 at the end), winner 45; each lever alone as given (missing: not measured)."""
     base = result(BASE, 20.0, created="b0")
-    ua = {
-        "space": {"batch_low": 4, "batch_high": 32, "workers_high": 2, "imgsz": [96, 128], "cache": ["none", "ram"]},
-        "machine": {"cpu_model": "Test CPU", "usable_cores": 2, "ram_bytes": 24 * GIB, "gpus": []},
-        "workload": {"data": "/d/data.yaml", "model": "yolo11n.yaml", "epochs": 10, "n_train": 800},
-        "dataset": {"n_images": 1000, "mean_pixels": 1280 * 720, "mean_aspect": 0.5625},
-        "baseline_config": BASE.to_dict(),
-        "baseline": base.to_dict(),
-        "baseline_end": result(BASE, base_end, created="b1").to_dict(),
-        "memory_limit_bytes": 4 * GIB,
-    }
+    lever_results = {}
     for p in levers.lever_probes(BASE, WIN, "AdamW"):
         if p.lever in lever_ips:
             ips = lever_ips[p.lever]
             r = result(p.config, ips) if ips > 0 else failed("oom", "out of memory", p.config, WORKLOAD)
-            ua[levers.probe_key(p.config)] = levers.append_result(ua, p.config, p.lever, r)
-    trials = (trial(0, base), trial(1, result(WIN, winner_ips)), trial(2, result(BASE.with_(batch=64), 0, "oom")))
-    return Snapshot("s", "sqlite:///x", ua, trials)
+            lever_results[p.config] = (r,)
+    results = {0: base, 1: result(WIN, winner_ips), 2: result(BASE.with_(batch=64), 0, "oom")}
+    return StudySnapshot(
+        name="s",
+        storage="sqlite:///x",
+        meta=META,
+        trials=tuple(trial(n, r) for n, r in results.items()),
+        results=results,
+        baseline=base,
+        baseline_end=result(BASE, base_end, created="b1"),
+        lever_results=lever_results,
+        winner=1,
+    )
 
 
 def test_lever_probes_change_one_lever_each():
@@ -121,9 +140,9 @@ def test_total_time_counts_validation_and_epochs():
 
 def test_bad_studies_are_user_errors():
     with pytest.raises(UserError, match="no finished trial"):
-        build(Snapshot("s", "x", snapshot({}).user_attrs, ()))
+        build(replace(snapshot({}), trials=(), winner=None))
     s = snapshot({})
-    only_oom = Snapshot("s", "x", s.user_attrs, (s.trials[2],))
+    only_oom = replace(s, trials=(s.trials[2],), winner=None)
     with pytest.raises(UserError, match="no feasible trial"):
         build(only_oom)
 
@@ -151,7 +170,7 @@ def test_search_measures_levers_at_the_end_and_report_measure_finds_none_missing
     out = search.run()
     assert out.winner is not None
     study = optuna.load_study(study_name="test", storage=storage)
-    keys = [k for k in study.user_attrs if k.startswith("probe:")]
+    keys = list(StudyStore(study).snapshot("x").lever_results)
     win = TrainConfig.from_dict(out.winner.config)
     changed = [lv for lv in levers.LEVERS if getattr(win, lv) != getattr(search.s.baseline, lv)]
     assert len(keys) >= 1 and len(keys) <= len(changed)
@@ -160,22 +179,22 @@ def test_search_measures_levers_at_the_end_and_report_measure_finds_none_missing
 
 def test_measurements_of_a_config_are_counted_once_and_failures_are_retried():
     base = result(BASE, 20.0, created="b0")
-    ua = {"baseline": base.to_dict(), "baseline_end": result(BASE, 21.0, created="b1").to_dict()}
+    snap = replace(snapshot({}), results={0: base}, baseline=base, baseline_end=result(BASE, 21.0, created="b1"))
     # the seeded baseline trial reuses the reference probe: one measurement, not two
-    found = levers.results_for(BASE, ua, [base], BASE)
+    found = levers.results_for(BASE, snap)
     assert sorted(r.stats.images_per_s for r in found) == [20.0, 21.0]
     p = levers.lever_probes(BASE, BASE.with_(cache="ram"), None)[0]
-    assert levers.still_missing([p], ua, [], BASE) == [p]
+    assert levers.still_missing([p], snap) == [p]
     crashed = failed("crashed", "segfault", p.config, WORKLOAD)
-    ua[levers.probe_key(p.config)] = levers.append_result(ua, p.config, p.lever, crashed)
-    assert levers.still_missing([p], ua, [], BASE) == [p]  # a crash says nothing about the config
+    snap = replace(snap, lever_results={p.config: (crashed,)})
+    assert levers.still_missing([p], snap) == [p]  # a crash says nothing about the config
     oom = failed("oom", "out of memory", p.config, WORKLOAD)
-    ua[levers.probe_key(p.config)] = levers.append_result(ua, p.config, p.lever, oom)
-    assert levers.still_missing([p], ua, [], BASE, repeats=3) == []  # cannot change alone: never retried
+    snap = replace(snap, lever_results={p.config: (crashed, oom)})
+    assert levers.still_missing([p], snap, repeats=3) == []  # cannot change alone: never retried
 
 
 def test_train_runs_show_predicted_against_actual(tmp_path):
-    from autotune.train import RUN_ATTR, EpochRecord, Session, TrainRun
+    from autotune.records.run import EpochRecord, Session, TrainRun
 
     records = (
         EpochRecord(1, 2, "warm-up, no mosaic", False, train_s=44.0, val_s=3.0, other_s=0.5, images=800,
@@ -185,9 +204,7 @@ def test_train_runs_show_predicted_against_actual(tmp_path):
     )  # fmt: skip
     run = TrainRun("r1", "study s, trial 1", "s", 1, None, WIN.to_dict(), {}, "AdamW", {}, {}, epochs=2,
                    records=records, sessions=(Session("2026-11-28T00:00:00", status="finished"),))  # fmt: skip
-    snap = snapshot({})
-    snap.user_attrs[RUN_ATTR + "r1"] = run.to_dict()
-    d = build(snap)
+    d = build(replace(snapshot({}), train_runs=(run,)))
     (r,) = d.train_runs
     assert [e["train_error"] for e in r["epochs"]] == [pytest.approx(0.10), pytest.approx(-0.025)]
     assert r["predicted_s"] == pytest.approx(85.0)

@@ -10,13 +10,13 @@ import yaml
 from conftest import make_dataset, tree_digest
 from typer.testing import CliRunner
 
-from autotune import resize as rz
-from autotune.cachebench import CacheBench, CacheBuild, ModeRead
 from autotune.cli import app
-from autotune.dataset import label_path, load_dataset
+from autotune.data import resize as rz
+from autotune.files import temp_name
 from autotune.errors import UserError
-from autotune.filewrite import temp_name
-from autotune.profiler import cache_advice
+from autotune.measure.cachebench import CacheBench, CacheBuild, ModeRead
+from autotune.measure.dataset import label_path, load_dataset
+from autotune.measure.profile import cache_advice
 
 runner = CliRunner()
 IMGSZ = 64
@@ -227,8 +227,8 @@ def test_cache_advice_treats_the_resized_copy_like_a_cache():
 
 @pytest.mark.integration
 def test_cache_bench_reads_the_resized_sample(tmp_path):
-    from autotune.cachebench import measure_cache
-    from autotune.config import ProbeOptions, TrainConfig, Workload
+    from autotune.measure.cachebench import measure_cache
+    from autotune.records.config import ProbeOptions, TrainConfig, Workload
 
     data = make_dataset(tmp_path / "ds", n_train=8, n_val=2, size=(320, 180))
     bench = measure_cache(TrainConfig(imgsz=64, batch=2, workers=0), Workload(str(data)), ProbeOptions(), tmp_path)
@@ -241,8 +241,8 @@ def test_cache_bench_reads_the_resized_sample(tmp_path):
 
 @pytest.mark.integration
 def test_probe_runs_on_a_resized_copy(tiny_demo, tmp_path):
-    from autotune.config import ProbeOptions, TrainConfig, Workload
-    from autotune.probe import probe
+    from autotune.measure.probe import probe
+    from autotune.records.config import ProbeOptions, TrainConfig, Workload
 
     result = rz.resize_dataset(tiny_demo, 64, tmp_path / "small", processes=1)
     config = TrainConfig(imgsz=64, batch=4, workers=0, device="cpu")

@@ -3,85 +3,23 @@
 import optuna
 import pytest
 import yaml
+from fakes import GIB, FakeClock, FakeProbe
 
-from autotune import profiles
-from autotune.config import ProbeOptions, TrainConfig, Workload
 from autotune.errors import UserError
-from autotune.machine import GPU, Machine
-from autotune.probe import MemoryUse, ProbeResult, failed
-from autotune.search import (
-    INFEASIBLE_S,
-    Search,
-    SearchSettings,
-    SlowerThanBest,
-    TrialRecord,
-    front,
-    mask_url,
-    pick,
-)
-from autotune.space import DatasetSize, Space, build_space, cache_violation, fit_memory_model, memory_violation
-from autotune.stats import summarize
+from autotune.records.config import ProbeOptions, TrainConfig, Workload
+from autotune.records.machine import GPU, Machine
+from autotune.records.search import DatasetSize, Space, TrialRecord
+from autotune.search import profiles
+from autotune.search.pick import front, pick
+from autotune.search.runner import INFEASIBLE_S, Search, SearchSettings, SlowerThanBest
+from autotune.search.space import build_space, cache_violation, fit_memory_model, memory_violation
+from autotune.search.store import mask_url
 
 MACHINE = Machine("Test CPU", 2, 24 * 2**30, (), "host")
 WORKLOAD = Workload(data="/data/data.yaml", model="yolo11n.yaml", epochs=100)
 SPACE = Space(batch_low=2, batch_high=32, workers_high=2, imgsz=(96, 128), cache=("none", "disk", "ram"))
 DATASET = DatasetSize(n_images=1000, mean_pixels=1280 * 720, mean_aspect=0.5625)
 BASELINE = TrainConfig(batch=16, workers=2, imgsz=128, cache="none", device="cpu")
-GIB = 2**30
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class FakeProbe:
-    """Throughput grows with batch and workers and falls with imgsz^2; memory grows with batch x imgsz^2."""
-
-    def __init__(self, clock: FakeClock, seconds: float = 30.0, oom_above: float = 1e18) -> None:
-        self.clock, self.seconds, self.oom_above = clock, seconds, oom_above
-        self.calls: list[TrainConfig] = []
-
-    def memory(self, c: TrainConfig) -> int:
-        return int(0.5 * GIB + c.batch * c.imgsz**2 * 200)
-
-    def __call__(self, c: TrainConfig, w: Workload, o: ProbeOptions, on_progress=None) -> ProbeResult:
-        self.calls.append(c)
-        self.clock.t += self.seconds
-        mem = self.memory(c)
-        if mem > self.oom_above:
-            return failed("oom", "CUDA out of memory", c, w)
-        ips = 40.0 * (c.batch / (c.batch + 8)) * (1 + 0.3 * c.workers) * (128 / c.imgsz) ** 2
-        ips *= {"none": 1.0, "disk": 1.1, "ram": 1.2}[c.cache]
-        per_iter = c.batch / ips
-        if on_progress:
-            for k in range(1, 6):
-                if on_progress({"phase": "measure", "iter": k, "measured": k, "window_s": per_iter, "eta_s": 1}):
-                    return failed("pruned", "stopped early", c, w)
-        stats = summarize([0.0] * 10, [per_iter] * 10, [0.0], c.batch, c.accumulate)
-        return ProbeResult(
-            status="ok",
-            reason="",
-            requested=c.to_dict(),
-            effective={},
-            stats=stats,
-            memory=MemoryUse(
-                peak_host_bytes=mem,
-                host_kind="pss",
-                host_limit_bytes=None,
-                loader_processes=c.workers,
-                child_processes=c.workers,
-            ),
-            cache=None,
-            files=None,
-            workload={**w.to_dict(), "n_train": 800},
-            subset={},
-            timings={"data_wait_s": [0.0] * 10, "compute_s": [per_iter] * 10},
-            duration_s=self.seconds,
-        )
 
 
 def make_search(
@@ -385,7 +323,7 @@ def test_ctrl_c_keeps_finished_trials_and_resumes():
 
 
 def test_source_lever_in_the_space():
-    from autotune.space import resize_can_matter
+    from autotune.search.space import resize_can_matter
 
     assert resize_can_matter(1280, 640) and not resize_can_matter(1280, 800)
     assert DatasetSize(1, 1280 * 720, 720 / 1280).mean_long_side == pytest.approx(1280)
@@ -394,7 +332,7 @@ def test_source_lever_in_the_space():
     assert "source" not in plain.to_dict()  # spaces without the lever keep their digests (and study names)
     both = build_space(*args, cpu_only=True, usable_cores=2, baseline_imgsz=640, max_batch=32,
                        source="original,resized")  # fmt: skip
-    assert both.source == ("original", "resized") and "source" in both.distributions()
+    assert both.source == ("original", "resized") and both.params(BASELINE)["source"] == "original"
     assert Space.from_dict(both.to_dict()) == both and Space.from_dict(plain.to_dict()) == plain
     resized = BASELINE.with_(imgsz=96, source="resized")
     assert both.contains(resized) and not plain.contains(resized)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from autotune.stats import (
+from autotune.measure.stats import (
     mean,
     median,
     projected_epoch_s,

@@ -1,20 +1,9 @@
 """The per-iteration stopwatch, driven by a fake clock."""
 
 import pytest
+from fakes import FakeClock
 
-from autotune.timing import DONE, MEASURE, WARMUP, IterationRecorder
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.syncs = 0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sync(self) -> None:
-        self.syncs += 1
+from autotune.measure.timing import DONE, MEASURE, WARMUP, IterationRecorder
 
 
 def run_iteration(rec: IterationRecorder, clock: FakeClock, wait: float, compute: float, step: float | None) -> None:

@@ -5,25 +5,27 @@ import json
 import math
 import os
 from pathlib import Path
-from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
 import optuna
 import pytest
 from conftest import make_dataset
+from fakes import FakeClock, fake_trainer
 from typer.testing import CliRunner
 
-from autotune import handover as ho
-from autotune import profiles
-from autotune import train as tr
 from autotune.cli import app
-from autotune.config import TrainConfig, Workload, auto_optimizer, optimizer_args
 from autotune.errors import UserError
-from autotune.machine import Machine, fingerprint
-from autotune.predict import PhaseRate, Rates, RunShape, ValRate, optimizer_steps, predict_run, startup_excess
-from autotune.probe import CacheCost, MemoryUse, ProbeResult
-from autotune.stats import projected_epoch_s, summarize
+from autotune.measure.machine import fingerprint
+from autotune.measure.optimizer import auto_optimizer, optimizer_args
+from autotune.measure.stats import projected_epoch_s, summarize
+from autotune.records.config import TrainConfig, Workload
+from autotune.records.machine import Machine
+from autotune.records.probe import CacheCost, MemoryUse, ProbeResult
+from autotune.search import profiles
+from autotune.train import handover as ho
+from autotune.train import run as tr
+from autotune.train.predict import PhaseRate, Rates, RunShape, ValRate, optimizer_steps, predict_run, startup_excess
 
 runner = CliRunner()
 MACHINE = Machine("Test CPU", 2, 24 * 2**30, (), "host")
@@ -199,7 +201,8 @@ def test_optimizer_args_pin_auto_as_ultralytics_resolves_it():
 
 
 def test_search_stores_its_pick_for_train():
-    from test_search import FakeClock, FakeProbe, make_search
+    from fakes import FakeProbe
+    from test_search import make_search
 
     clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
     out = make_search(storage, clock, FakeProbe(clock), budget_s=200).run()
@@ -357,59 +360,6 @@ def test_profile_source_reads_its_study(tmp_path):
 # -- the tracker ----------------------------------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        return self.t
-
-
-class _Dataset:
-    def __init__(self, n):
-        self.n, self.cache, self.transforms = n, "ram", None
-
-    def __len__(self):
-        return self.n
-
-
-class FakeLoader:
-    def __init__(self, n, batch, workers=2):
-        self.dataset, self.n, self.batch, self.num_workers = _Dataset(n), n, batch, workers
-
-    def __len__(self):
-        return math.ceil(self.n / self.batch)
-
-
-class AdamW:
-    pass
-
-
-def fake_trainer(save_dir, epochs=3, start_epoch=0, batch=16, clock=None, val_s=0.8):
-    t = SimpleNamespace(
-        args=SimpleNamespace(workers=0, imgsz=96, nbs=64, warmup_epochs=1.0, close_mosaic=1, val=True),
-        save_dir=Path(save_dir),
-        train_loader=FakeLoader(160, batch),
-        test_loader=FakeLoader(40, 2 * batch),
-        batch_size=batch,
-        epochs=epochs,
-        start_epoch=start_epoch,
-        amp=False,
-        accumulate=4,
-        optimizer=AdamW(),
-        metrics={},
-        epoch=start_epoch,
-    )
-
-    def validate():
-        clock.t += val_s
-        t.metrics = {"metrics/mAP50(B)": 0.5, "metrics/mAP50-95(B)": 0.25, "val/box_loss": 1.0}
-        return t.metrics, 0.3
-
-    t.validate = validate
-    return t
-
-
 RATES = Rates(
     PhaseRate(iter_s=0.5, step_s=0.2, batch=16, startup_s=3.0),
     PhaseRate(iter_s=0.3, step_s=0.2, batch=16, startup_s=1.0),
@@ -436,7 +386,7 @@ def new_run():
 
 
 def test_tracker_times_each_phase_against_its_prediction(tmp_path):
-    clock, events, saved = Clock(), [], []
+    clock, events, saved = FakeClock(), [], []
     busy = iter([tr.Load(0, 0.0, 0.0), tr.Load(10, 10.0, 10.0),  # epoch 1: nothing else ran
                  tr.Load(10, 10.0, 10.0), tr.Load(17, 24.0, 17.0),  # epoch 2: others kept 1 core busy
                  tr.Load(20, 30.0, 30.0), tr.Load(25, 35.0, 35.0)])  # fmt: skip
@@ -481,7 +431,7 @@ def test_tracker_times_each_phase_against_its_prediction(tmp_path):
 
 def test_tracker_warns_when_ultralytics_changes_the_settings(tmp_path):
     events = []
-    clock = Clock()
+    clock = FakeClock()
     tracker = tr.EpochTracker(new_run(), CONFIG, lambda k, d: events.append((k, d)), lambda r: None, clock=clock,
                               load=lambda: tr.Load(0, None, 0))  # fmt: skip
     trainer = fake_trainer(tmp_path, clock=clock)
@@ -542,7 +492,7 @@ class FakeYOLO:
         FakeYOLO.calls.append((self.model, kwargs))
         save_dir = Path(kwargs.get("project", FakeYOLO.project)) / "train"
         resume = "resume" in kwargs
-        clock = Clock()
+        clock = FakeClock()
         trainer = fake_trainer(save_dir, epochs=2 if resume else kwargs["epochs"], start_epoch=1 if resume else 0,
                                clock=clock)  # fmt: skip
         self.trainer = trainer

@@ -1,0 +1,34 @@
+"""Where autotune keeps its own files, and how it writes them: whole or not at all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    """autotune's folder: $AUTOTUNE_CACHE, else $XDG_CACHE_HOME/autotune, else ~/.cache/autotune."""
+    if os.environ.get("AUTOTUNE_CACHE"):
+        return Path(os.environ["AUTOTUNE_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "autotune"
+    return Path.home() / ".cache" / "autotune"
+
+
+def temp_name(path: Path) -> Path:
+    """Hidden, per-process temp name beside `path`: never matched by a glob for images, and removed on rerun."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def atomic_write(path: Path, data: bytes | str) -> Path:
+    """Write via a temp file in the same folder and os.replace, so a file under its final name is always whole
+    (a crash or Ctrl-C leaves the old file or none, never a truncated one)."""
+    tmp = temp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:  # cleanup, then the same error: Ctrl-C included
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,77 @@
+"""`autotune probe` and `autotune profile` as the user typed them, checked once before any work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from autotune.errors import UserError
+from autotune.measure.dataset import load_dataset
+from autotune.measure.machine import default_device, default_workers
+from autotune.measure.ultralytics_glue import resolve_model
+from autotune.records.config import ProbeOptions, TrainConfig, Workload
+
+CPU_IMGSZ = 160  # default image size on a CPU-only machine: yolo11n at 640 px runs seconds per iteration
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """One configuration to measure, with how to measure it."""
+
+    data: str | None = None  # a data.yaml; None: the embedded default workload
+    model: str = "yolo11n.yaml"
+    imgsz: int | None = None  # None: 640, or CPU_IMGSZ on a CPU
+    batch: int = 16
+    workers: int | None = None  # None: Ultralytics' 8, capped at the CPU count
+    cache: str = "none"
+    device: str | None = None  # None: GPU 0 if any
+    epochs: int = 100  # of the planned run: decides Ultralytics' optimizer
+    optimizer: str = "auto"
+    source: str = "original"
+    iters: int = 20
+    memory_limit: str | None = None
+    page_cache: str = "auto"
+    timeout_s: float | None = None
+    keep_scratch: bool = False
+
+
+@dataclass(frozen=True)
+class Resolved:
+    config: TrainConfig
+    workload: Workload
+    options: ProbeOptions
+    notes: tuple[str, ...]  # said once everything is known to be good, so an error stays one line
+
+
+def resolve(req: ProbeRequest, resolve_data: Callable[[str | None], str]) -> Resolved:
+    """The config, workload and options of a probe request; every bad value is a UserError before any work
+    (`resolve_data` may generate the embedded workload: it runs once the typed values are known to be good)."""
+    if req.epochs < 1:
+        raise UserError(f"epochs must be >= 1, got {req.epochs}")
+    options = ProbeOptions(
+        iters=req.iters,
+        memory_limit=req.memory_limit,
+        page_cache=req.page_cache,
+        timeout_s=req.timeout_s,
+        keep_scratch=req.keep_scratch,
+    )
+    device = req.device if req.device is not None else default_device()
+    imgsz = req.imgsz if req.imgsz is not None else (CPU_IMGSZ if device == "cpu" else 640)
+    config = TrainConfig(
+        batch=req.batch,
+        workers=default_workers() if req.workers is None else req.workers,
+        imgsz=imgsz,
+        cache=req.cache,
+        device=device,
+        optimizer=req.optimizer,
+        source=req.source,
+    )
+    model = resolve_model(req.model)
+    workload = Workload(data=resolve_data(req.data), model=model, epochs=req.epochs)
+    load_dataset(workload.data)  # bad data fails here with one line, before any subprocess starts
+    notes = []
+    if config.device == "cpu":
+        notes.append("CPU only: no GPU found or --device cpu; timings are for this CPU")
+        if req.imgsz is None:
+            notes.append(f"CPU only: imgsz {imgsz} by default (640 px takes minutes per probe); pass --imgsz")
+    return Resolved(config, workload, options, tuple(notes))

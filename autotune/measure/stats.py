@@ -1,0 +1,120 @@
+"""Pure statistics over per-iteration timings. No clocks, no I/O: numbers in, numbers out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from autotune.records.probe import IterStats
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """Quantile with linear interpolation between order statistics (numpy's default 'linear' method)."""
+    if not values:
+        raise ValueError("quantile of an empty sequence")
+    if not 0 <= q <= 1:
+        raise ValueError(f"q must be in [0, 1], got {q}")
+    xs = sorted(values)
+    pos = q * (len(xs) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def median(values: Sequence[float]) -> float:
+    return quantile(values, 0.5)
+
+
+def mean(values: Sequence[float]) -> float:
+    if not values:
+        raise ValueError("mean of an empty sequence")
+    return sum(values) / len(values)
+
+
+def settle_window(workers: int) -> int:
+    """Iterations per comparison window in the warm-up check.
+
+    With W loader workers, batches arrive in bursts of period about W (one long wait, then W-1 short ones), so
+    the window is a multiple of W and at least 3; otherwise two windows would differ by where the bursts fall.
+    """
+    w = max(workers, 1)
+    return w * math.ceil(3 / w)
+
+
+def settle_index(
+    times: Sequence[float], floor: int, ceiling: int, window: int, tol: float = 0.25
+) -> tuple[int, bool] | None:
+    """(leading iterations to discard as warm-up, whether they settled), or None while still undecided.
+
+    Iterations before `floor` are always discarded. The times have settled at index i when the mean of the
+    `window` iterations before i differs by at most `tol` (relative) from the mean of the `window` before those.
+    Once `ceiling` iterations have been seen without settling, (ceiling, False) is returned: the caller measures
+    anyway and reports that the warm-up did not settle.
+    """
+    if window < 1:
+        raise ValueError("window must be >= 1")
+    for i in range(floor + 2 * window, min(len(times), ceiling) + 1):
+        recent = mean(times[i - window : i])
+        before = mean(times[i - 2 * window : i - window])
+        if recent > 0 and abs(recent - before) / recent <= tol:
+            return i, True
+    if len(times) >= ceiling:
+        return ceiling, False
+    return None
+
+
+def summarize(
+    data_wait_s: Sequence[float],
+    compute_s: Sequence[float],
+    step_s: Sequence[float],
+    batch: int,
+    accumulate: int,
+) -> IterStats:
+    """Summarise a measured window.
+
+    data_wait_s and compute_s are per iteration (same length); step_s holds the steady-state optimizer step
+    durations, measured apart. The step runs every `accumulate` iterations, so each iteration is charged
+    step / accumulate: a plain median over iterations with and without a step would be wrong at any window length.
+    The images/s rate uses the mean, because an epoch's duration is a sum of iterations; median and quartiles
+    show the spread.
+    """
+    if len(data_wait_s) != len(compute_s):
+        raise ValueError("data_wait_s and compute_s must have one entry per iteration")
+    if not compute_s:
+        raise ValueError("no measured iterations")
+    if not step_s:
+        raise ValueError("no optimizer step was timed")
+    if batch < 1 or accumulate < 1:
+        raise ValueError("batch and accumulate must be >= 1")
+    step = median(step_s)
+    share = step / accumulate
+    per_iter = [w + c + share for w, c in zip(data_wait_s, compute_s, strict=True)]
+    mean_iter = mean(per_iter)
+    return IterStats(
+        n=len(per_iter),
+        batch=batch,
+        accumulate=accumulate,
+        sec_per_iter_median=median(per_iter),
+        sec_per_iter_q1=quantile(per_iter, 0.25),
+        sec_per_iter_q3=quantile(per_iter, 0.75),
+        sec_per_iter_mean=mean_iter,
+        images_per_s=batch / mean_iter,
+        data_wait_mean_s=mean(data_wait_s),
+        compute_mean_s=mean(compute_s),
+        step_s=step,
+        step_share_s=share,
+        stall_fraction=sum(data_wait_s) / sum(per_iter),
+    )
+
+
+def projected_epoch_s(n_images: int, images_per_s: float) -> float:
+    """Seconds for one pass over n_images at the measured rate (the search's objective)."""
+    if images_per_s <= 0:
+        raise ValueError("images_per_s must be > 0")
+    return n_images / images_per_s
+
+
+def relative_spread(values: Sequence[float]) -> float:
+    """(max - min) / mean: how far repeated measurements of the same thing disagree."""
+    m = mean(values)
+    return (max(values) - min(values)) / m if m else 0.0

@@ -1,0 +1,263 @@
+"""Everything autotune does to Ultralytics, and what it reads back: shared by probe, loader-only and training runs.
+
+Ultralytics changes what was asked, silently (DESIGN.md, "Measuring"), and does things autotune must not (download
+weights for its AMP check, log to stdout, zero the workers on a CPU, halve the batch after an OOM). Each of those
+is handled here once: the patches, the fixes applied from callbacks, the reading of the settings a trainer really
+uses, and the comparison with what was asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autotune.errors import UserError
+from autotune.records.config import DEFAULT_MODEL, TrainConfig
+
+
+def import_quietly() -> None:
+    """Import Ultralytics in autotune's own process: its log goes to stderr, never to stdout (which carries
+    `--json`), and its first-run settings banner ("Creating new Ultralytics Settings ...") to nowhere."""
+    if "ultralytics" in sys.modules:
+        return
+    with contextlib.redirect_stdout(io.StringIO()):  # the banner is logged while the module is imported
+        import ultralytics.utils  # noqa: F401  (binds Ultralytics' LOGGER handler to the stream above)
+    # sys.__stderr__, not sys.stderr: a test runner's stand-in stream would be closed while the handler lives on
+    stream = sys.__stderr__ or sys.stderr
+    for handler in logging.getLogger("ultralytics").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
+
+
+def resolve_model(model: str) -> str:
+    """Return a model reference Ultralytics can build without any download, or raise UserError.
+
+    YAML names such as 'yolo11n.yaml' are looked up in Ultralytics' bundled model configs; a .pt must be a
+    local file, because a bare name like 'yolo11n.pt' would make Ultralytics download weights.
+    """
+    p = Path(model).expanduser()
+    suffix = p.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        if p.is_file():
+            return str(p.resolve())
+        import_quietly()
+        from ultralytics.nn.tasks import yaml_model_load
+
+        try:  # resolves scale names: 'yolo11n.yaml' is 'yolo11.yaml' at scale n
+            yaml_model_load(model)
+        except (FileNotFoundError, AssertionError) as e:
+            raise UserError(f"unknown model {model!r}: no such YAML file or Ultralytics model config") from e
+        return model
+    if suffix == ".pt":
+        if p.is_file():
+            return str(p.resolve())
+        raise UserError(
+            f"model file {model!r} not found; autotune never downloads weights: give a local .pt path "
+            f"or a model YAML such as {DEFAULT_MODEL} (built from scratch)"
+        )
+    raise UserError(f"unknown model {model!r}: give an Ultralytics model YAML (e.g. {DEFAULT_MODEL}) or a local .pt")
+
+
+# -- patches ----------------------------------------------------------------------------------------------------
+
+
+def offline_amp_check(model: Any) -> bool:
+    """Stand-in for Ultralytics' check_amp, which downloads weights to compare FP32 and AMP detections.
+
+    Runs a convolution in FP32 and under autocast on the model's device and checks the results are finite and
+    close; broken AMP (NaNs or garbage on some GPUs) fails it. CPU and MPS never use AMP in Ultralytics.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return False
+    try:
+        conv = torch.nn.Conv2d(3, 16, 3).to(device)
+        x = torch.randn(2, 3, 64, 64, device=device)
+        with torch.no_grad():
+            ref = conv(x)
+            with torch.autocast("cuda"):
+                amp = conv(x)
+        return bool(torch.isfinite(amp).all() and torch.allclose(amp.float(), ref, atol=0.05, rtol=0.05))
+    except RuntimeError:
+        return False
+
+
+def patch_amp_check() -> None:
+    """Never download weights for the AMP check: Ultralytics' trainer calls ours instead."""
+    import ultralytics.engine.trainer as ul_trainer
+
+    ul_trainer.check_amp = offline_amp_check
+
+
+def restore_workers(trainer: Any, workers: int) -> None:
+    """Ultralytics forces workers=0 on a CPU; the user asked for a number, and autotune's own training run gives it
+    them. Call from on_pretrain_routine_start, before any dataloader exists."""
+    trainer.args.workers = workers
+
+
+def keep_oom_an_oom(trainer: Any) -> None:
+    """Ultralytics halves the batch and retries after an OOM in the first epoch; a probe's OOM must stay an OOM.
+    Call from on_train_epoch_start."""
+    trainer._oom_retries = 3
+
+
+def close_loaders(trainer: Any) -> None:
+    """Stop a trainer's loader workers: none may outlive a probe or a run."""
+    for loader in (getattr(trainer, "train_loader", None), getattr(trainer, "test_loader", None)):
+        if loader is not None and hasattr(loader, "close"):
+            loader.close()
+
+
+@dataclass
+class CacheTimer:
+    """Times Ultralytics' BaseDataset.cache_images per dataset (train and val)."""
+
+    records: list[tuple[str, int, float, int]] = field(default_factory=list)  # (prefix, images, seconds, bytes)
+
+    def install(self) -> Callable[[], None]:
+        """Patch the class; returns the undo."""
+        from ultralytics.data.base import BaseDataset
+
+        original = BaseDataset.cache_images
+        timer = self
+
+        def timed(ds: Any) -> None:
+            t0 = time.perf_counter()
+            original(ds)
+            dt = time.perf_counter() - t0
+            if ds.cache == "disk":
+                nbytes = sum(f.stat().st_size for f in ds.npy_files if f.exists())
+            else:  # ram: resized images, height x width x channels bytes (uint8)
+                nbytes = sum(h * w * ds.channels for h, w in (hw for hw in ds.im_hw if hw))
+            timer.records.append((str(ds.prefix), ds.ni, dt, nbytes))
+
+        BaseDataset.cache_images = timed
+
+        def undo() -> None:
+            BaseDataset.cache_images = original
+
+        return undo
+
+
+# Ultralytics' own checks before it builds a cache (BaseDataset.check_cache_ram / check_cache_disk): it needs
+# twice the cache's size in available RAM, and the .npy files' size plus 10% free on disk, or it drops the cache.
+RAM_MARGIN = 2.0
+DISK_MARGIN = 1.1
+
+
+def cache_fits(mode: str, cache_bytes: int, available: int) -> bool:
+    """Ultralytics' rule for whether a cache of this size may be built with this much RAM (ram) or disk (disk)."""
+    return {"ram": RAM_MARGIN, "disk": DISK_MARGIN}.get(mode, 0.0) * cache_bytes <= available
+
+
+# -- what a trainer really uses -----------------------------------------------------------------------------------
+
+
+def effective(trainer: Any) -> dict[str, Any]:
+    """The settings a trainer really runs with, read once its loaders and optimizer exist (on_pretrain_routine_end)."""
+    loader = trainer.train_loader
+    ds = loader.dataset
+    return {
+        "batch": int(trainer.batch_size),
+        "workers": int(loader.num_workers),
+        "imgsz": int(trainer.args.imgsz),
+        "cache": ds.cache or "none",
+        "amp": bool(trainer.amp),
+        "accumulate": int(trainer.accumulate),
+        "optimizer": type(trainer.optimizer).__name__,
+        "device": str(trainer.device),
+    }
+
+
+def mosaic_on(dataset: Any) -> bool | None:
+    """Whether a training dataset's transforms include mosaic with a non-zero probability; None if it cannot tell.
+
+    Ultralytics closes mosaic by rebuilding the transforms with mosaic=0.0 (dataset.close_mosaic), so the
+    Mosaic transform's probability is what the loader's workers actually apply.
+    """
+    seen: list[Any] = [getattr(dataset, "transforms", None)]
+    while seen:
+        t = seen.pop()
+        if t is None:
+            continue
+        if type(t).__name__ == "Mosaic":
+            return float(getattr(t, "p", 0.0)) > 0
+        seen.extend(getattr(t, "transforms", None) or [])
+    return None if getattr(dataset, "transforms", None) is None else False
+
+
+def loader_worker_pids(loader: Any) -> list[int]:
+    """Pids of the live worker processes of an Ultralytics InfiniteDataLoader (torch keeps them in _workers)."""
+    it = getattr(loader, "iterator", None)
+    workers = getattr(it, "_workers", None) or []
+    return [w.pid for w in workers if w.is_alive()]
+
+
+def workers_note(asked: int, started: int, n_images: int, batch: int) -> str | None:
+    """The warning for Ultralytics' own workers cap, which the full run shares (so it is expected, not refused)."""
+    if started == asked:
+        return None
+    return (
+        f"Ultralytics starts {started} loader workers, not {asked}: at most the CPU count per GPU and no "
+        f"more than the {-(-n_images // batch)} batches of an epoch; your full run gets the same"
+    )
+
+
+def mismatches(
+    config: TrainConfig, eff: dict[str, Any], opt_args: dict[str, Any], cuda: bool, workers_expected: int | None = None
+) -> list[tuple[str, str]]:
+    """Every silent change Ultralytics made to what was asked, as (status, reason).
+
+    `workers_expected`: what Ultralytics' own cap gives for the full run (machine.loader_workers); a loader
+    with that many workers is what the user's training gets too, so it is no change."""
+    out: list[tuple[str, str]] = []
+    workers = config.workers if workers_expected is None else workers_expected
+    if eff["batch"] != config.batch:
+        out.append(("oom", f"Ultralytics reduced batch {config.batch} -> {eff['batch']} after running out of memory"))
+    if eff["imgsz"] != config.imgsz:
+        out.append(
+            ("infeasible", f"Ultralytics rounded imgsz {config.imgsz} -> {eff['imgsz']} (a multiple of the stride)")
+        )
+    if eff["cache"] != config.cache:
+        out.append(
+            ("infeasible", f"Ultralytics dropped cache={config.cache} (-> {eff['cache']}): not enough RAM or disk")
+        )
+    if eff["workers"] != workers:
+        out.append(
+            (
+                "infeasible",
+                f"Ultralytics capped workers {workers} -> {eff['workers']} "
+                f"(at most the CPU count per GPU, and no more than the loader's batches)",
+            )
+        )
+    elif workers > 0 and eff["loader_processes"] != workers:
+        out.append(("crashed", f"{eff['loader_processes']} loader processes alive, {workers} expected"))
+    if cuda and config.amp and not eff["amp"]:
+        out.append(("infeasible", "the AMP check failed on this GPU: Ultralytics trains in FP32"))
+    if eff["accumulate"] != config.accumulate:
+        out.append(("infeasible", f"accumulate {config.accumulate} expected, Ultralytics used {eff['accumulate']}"))
+    if eff["optimizer"] != opt_args["optimizer"]:
+        out.append(("infeasible", f"optimizer {opt_args['optimizer']} asked, Ultralytics built {eff['optimizer']}"))
+    return out
+
+
+def expected_workers(config: TrainConfig, n_images: int) -> int:
+    """The loader workers Ultralytics starts for `config` on this machine (its own cap, which the full run shares)."""
+    from autotune.measure.machine import loader_workers
+
+    gpus = 0
+    if config.device != "cpu":
+        import torch
+
+        gpus = torch.cuda.device_count()
+    return loader_workers(config.workers, config.batch, n_images, os.cpu_count() or 1, gpus)

@@ -1,0 +1,102 @@
+"""The report's data: everything a table, a chart or a sentence of the report shows, as plain values."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from autotune.report.factors import WaterfallStep
+
+
+@dataclass(frozen=True)
+class TrialPoint:
+    """One trial as the charts see it."""
+
+    number: int
+    batch: int
+    workers: int
+    imgsz: int
+    cache: str
+    feasible: bool
+    status: str
+    images_per_s: float | None
+    peak_memory_bytes: int | None
+    source: str = "original"
+
+
+@dataclass(frozen=True)
+class FactorRow:
+    lever: str
+    before: str
+    after: str
+    claim: str  # the story's claim, as it states it
+    naive: float | None  # the story's rule for this change, on the user's numbers
+    measured: float | None
+    low: float | None
+    high: float | None
+    n: int  # measurements of the lever's config
+    state: str  # measured | not measurable alone | not measured yet | failed
+    note: str = ""
+
+    @property
+    def indistinguishable_from_one(self) -> bool:
+        return self.low is not None and self.high is not None and self.low <= 1.0 <= self.high
+
+
+@dataclass(frozen=True)
+class Side:
+    """The baseline or the winner: config and what was measured of it."""
+
+    config: dict[str, Any]
+    images_per_s: tuple[float, ...]
+    stall_fraction: float | None
+    gpu_util: float | None
+    epoch_train_s: float | None  # projected from the mean rate
+    epoch_val_s: float | None  # val set / (2 x batch) batches at the measured val-batch time
+    cache_build_s: float  # one-time, whole dataset (0 without a cache)
+    resize_s: float  # one-time: the copy pre-resized to imgsz (0 from the original files)
+    optimizer: str | None
+    step_s: float | None  # one optimizer step
+    accumulate: int | None
+
+
+@dataclass(frozen=True)
+class StoryCheck:
+    claim: str
+    verdict: str
+
+
+@dataclass(frozen=True)
+class ReportData:
+    study: str
+    storage: str
+    created: str
+    machine: str
+    workload: dict[str, Any]
+    space: str
+    memory_limit_bytes: int | None
+    epochs: int
+    baseline: Side
+    winner: Side
+    factors: tuple[FactorRow, ...]
+    naive_product: float | None
+    measured_product: float | None
+    end_to_end: float
+    end_to_end_low: float
+    end_to_end_high: float
+    interaction: float | None
+    interaction_text: str
+    same_imgsz: bool
+    waterfall: tuple[WaterfallStep, ...]
+    total_baseline_s: float
+    total_winner_s: float
+    story: tuple[StoryCheck, ...]  # the story's claims answered with this study's numbers
+    recipe: tuple[StoryCheck, ...]
+    points: tuple[TrialPoint, ...]
+    front: tuple[TrialPoint, ...]
+    missing: tuple[str, ...]  # levers still to measure (autotune report --measure)
+    notes: tuple[str, ...] = ()
+    train_runs: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

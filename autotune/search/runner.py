@@ -1,0 +1,532 @@
+"""The search loop: seeds, objective, constraints, pruning and budget, over one Optuna study.
+
+Each trial is one isolated probe. The objective is the projected epoch time (training images / measured
+images/s), minimised. A trial over the memory limit, out of memory, too slow to finish, or asking for a cache
+this machine cannot hold is a *completed, infeasible* trial (`trial.set_constraint`, value INFEASIBLE_S), never
+a FAIL, so the sampler learns where the wall is. The probe function and the clock are injected: tests drive
+the whole search with a fake probe and an in-memory study. What the study keeps is the store's business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from autotune import __version__, status
+from autotune.errors import UserError
+from autotune.records.config import ProbeOptions, TrainConfig, Workload
+from autotune.records.machine import Machine
+from autotune.records.probe import ProbeResult
+from autotune.records.search import DatasetSize, Space, StudyMeta, TrialRecord
+from autotune.records.status import SKIPPED
+from autotune.search import levers, store
+from autotune.search.ladder import next_rung
+from autotune.search.pick import front, pick
+from autotune.search.space import MemoryModel, cache_violation, fit_memory_model, memory_violation
+from autotune.search.store import StudyStore, mask_url
+
+INFEASIBLE_S = 1e9  # objective value of an infeasible trial: constraints carry the why, this keeps it last
+PRUNE_FACTOR = 1.5  # "clearly slower": the running projection is 1.5x the best finished trial's
+PRUNE_MIN_STEPS = 4  # measured iterations before a running trial may be pruned
+
+ProbeFn = Callable[..., ProbeResult]  # (config, workload, options, on_progress) -> ProbeResult
+Clock = Callable[[], float]
+
+
+def default_study_name(workload: Workload, machine: Machine, space: Space, dataset_key: str) -> str:
+    blob = json.dumps(
+        {"model": workload.model, "data": dataset_key, "epochs": workload.epochs, "machine": machine.identity()},
+        sort_keys=True,
+    )
+    return f"autotune-{hashlib.sha256(blob.encode()).hexdigest()[:8]}-{space.digest()}"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    budget_s: float
+    storage: str
+    study: str
+    baseline: TrainConfig  # Ultralytics' defaults unless given; may lie outside the space
+    probe_options: ProbeOptions
+    memory_limit_bytes: int | None = None  # GPU memory on CUDA, RAM on CPU
+    target_epoch_s: float | None = None
+    seed: int = 0
+    seeds: tuple[TrainConfig, ...] = ()  # extra seeds inside the space (AutoBatch's batch on a GPU)
+    memory_limit_fraction: float | None = None  # the limit as a share of the device, for AutoBatch
+    end_reserve_s: float | None = None  # kept back for the baseline's repeat; None: as long as the baseline took
+    autobatch: dict[str, Any] | None = None  # AutoBatch's answer on a GPU: imgsz, fraction, batch or error
+    lever_share: float = 0.25  # at most this share of the budget is kept for the report's factor probes (0: none)
+    ladder_after: int | None = 4  # finished trials before the batch ladder proposes rungs (ladder.py); None: never
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    study: str
+    storage: str  # masked
+    space: Space
+    n_train: int
+    baseline: ProbeResult | None
+    baseline_end: ProbeResult | None
+    trials: tuple[TrialRecord, ...]
+    front: tuple[TrialRecord, ...]  # fastest feasible config per image size
+    winner: TrialRecord | None
+    pick_reason: str
+    stop_reason: str
+    elapsed_s: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    interrupted: bool = False
+    autobatch: dict[str, Any] | None = None  # AutoBatch's answer this run or an earlier one (study attribute)
+
+    @property
+    def drift(self) -> float | None:
+        """Baseline images/s at the end over at the start, minus 1: how much the machine moved meanwhile."""
+        a, b = self.baseline, self.baseline_end
+        if a and b and a.stats and b.stats:
+            return b.stats.images_per_s / a.stats.images_per_s - 1
+        return None
+
+
+class SlowerThanBest:
+    """Prune a running trial whose projected epoch time is clearly (1.5x) worse than the best finished one."""
+
+    def __init__(self, factor: float = PRUNE_FACTOR, min_steps: int = PRUNE_MIN_STEPS) -> None:
+        self.factor, self.min_steps = factor, min_steps
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        steps = trial.intermediate_values
+        if len(steps) < self.min_steps:
+            return False
+        best = store.best_feasible_value(study.get_trials(deepcopy=False))
+        return best is not None and steps[max(steps)] > self.factor * best
+
+
+def one_time_s(result: ProbeResult) -> float:
+    """Seconds paid once per run for this config: its cache build and its resized copy (whole dataset)."""
+    cache = result.cache.full_s if result.cache and result.cache.mode != "none" else 0.0
+    return cache + (result.source_cost.full_s if result.source_cost else 0.0)
+
+
+def peak_memory(result: ProbeResult) -> int | None:
+    """The peak that counts against the limit: GPU memory reserved on CUDA, else the process tree's PSS."""
+    m = result.memory
+    if m is None:
+        return None
+    if m.peak_gpu_reserved_bytes is not None:
+        return max(m.peak_gpu_reserved_bytes, m.val_peak_gpu_bytes or 0)
+    return max(m.peak_host_bytes, m.val_peak_host_bytes or 0)
+
+
+def constraint_values(result: ProbeResult, limit: int | None) -> tuple[float, float, str]:
+    """(memory, other) constraint values (<= 0 feasible) and the reason."""
+    if result.status != "ok":
+        return (*status.constraint_values(result.status), result.reason)
+    peak = peak_memory(result)
+    if limit is not None and peak is not None:
+        return (peak - limit) / limit, 0.0, ""
+    return 0.0, 0.0, ""
+
+
+@contextlib.contextmanager
+def host_lock(path: Path) -> Iterator[None]:
+    """Probes on one host never overlap: they would disturb each other's timings."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class Search:
+    """One worker's part of a study. Several workers (hosts) may share a study through its storage."""
+
+    def __init__(
+        self,
+        settings: SearchSettings,
+        space: Space,
+        workload: Workload,
+        machine: Machine,
+        dataset: DatasetSize,
+        n_train: int,
+        probe_fn: ProbeFn,
+        storage: Any,
+        clock: Clock = time.monotonic,
+        ram_available: int = 0,
+        disk_free: int = 0,
+        lock_path: Path | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] = lambda _e, _d: None,
+    ) -> None:
+        self.s, self.space, self.workload, self.machine = settings, space, workload, machine
+        self.dataset, self.n_train, self.probe_fn, self.clock = dataset, n_train, probe_fn, clock
+        self.ram_available, self.disk_free, self.lock_path = ram_available, disk_free, lock_path
+        self.on_event = on_event
+        self.store = self._open_study(storage)
+        self.study = self.store.study
+        self.t0 = clock()
+        self.deadline = self.t0 + settings.budget_s
+        self.durations: list[float] = []
+        self.notes: list[str] = []
+        self.worker = f"{machine.hostname}:{os.getpid()}"  # which worker ran a trial, in a shared study
+
+    # -- study ----------------------------------------------------------------------------------------------------
+
+    def meta(self) -> StudyMeta:
+        return StudyMeta(
+            machine=self.machine,
+            machine_id=self.machine.identity_hash(),
+            workload=self.workload,
+            n_train=self.n_train,
+            baseline=self.s.baseline,
+            space=self.space,
+            memory_limit_bytes=self.s.memory_limit_bytes,
+            dataset=self.dataset,
+            target_epoch_s=self.s.target_epoch_s,
+            probe_options=self.s.probe_options,
+            autotune_version=__version__,
+            autobatch=self.s.autobatch,
+        )
+
+    def _open_study(self, storage: Any) -> StudyStore:
+        import optuna
+
+        sampler = optuna.samplers.TPESampler(seed=self.s.seed, n_startup_trials=5, multivariate=True)
+        st = store.create(storage, self.s.study, sampler, SlowerThanBest())
+        if not st.has_meta():  # a new study: freeze what it is about
+            # Two workers starting together may both write all of it; the checks below, on a fresh read, catch
+            # a mismatch.
+            st.write_meta(self.meta())
+        stored = st.meta()
+        if stored.machine_id != self.machine.identity_hash():
+            theirs = stored.machine.summary() if stored.machine else "another machine"
+            raise UserError(
+                f"study {self.s.study!r} was measured on {theirs}; this machine is {self.machine.summary()}: "
+                "timings are not comparable, so this worker will not join (use another --study)"
+            )
+        if stored.space != self.space:
+            raise UserError(
+                f"study {self.s.study!r} searches {stored.space.describe()}; this command asks for "
+                f"{self.space.describe()}: a study's space is frozen (use --fresh or another --study)"
+            )
+        return st
+
+    # -- budget ---------------------------------------------------------------------------------------------------
+
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    def predicted_trial_s(self) -> float:
+        """A trial is predicted to take as long as the slowest one so far (probes vary with batch and imgsz)."""
+        return max(self.durations) if self.durations else 0.0
+
+    def end_reserve(self) -> float:
+        if self.s.end_reserve_s is not None:
+            return self.s.end_reserve_s
+        b = self.store.reference()
+        return b.duration_s if b else 0.0
+
+    def lever_reserve(self) -> float:
+        """Kept for the factor probes at the end: one probe per lever (4) and the optimizer's, at most
+        `lever_share` of the budget. Whatever it cannot fit, `autotune report --measure` measures later."""
+        if self.s.lever_share <= 0:
+            return 0.0
+        typical = statistics.median(self.durations) if self.durations else self.end_reserve()
+        return min(self.s.lever_share * self.s.budget_s, (len(levers.LEVERS) + 1) * typical)
+
+    def _baseline_trial_is_next(self) -> bool:
+        """The seeded baseline trial waits next and will reuse the reference measurement: it costs no probe time.
+        (In a shared study another worker may take it first; then one trial may run past this worker's budget.)"""
+        if self.store.reference() is None or self.store.baseline_reused() or not self.space.contains(self.s.baseline):
+            return False
+        waiting = self.store.waiting_params()
+        return bool(waiting) and waiting[0] == self.space.params(self.s.baseline)
+
+    def budget_note(self) -> str | None:
+        """Said once the baseline is measured, where the budget leaves room for too few probes to search."""
+        b = self.store.reference()
+        probe_s = b.duration_s if b else 0.0
+        if probe_s <= 0:
+            return None
+        fits = max(self.remaining() - self.end_reserve() - self.lever_reserve(), 0.0) / probe_s
+        if fits >= 3:
+            return None
+        # ~10 trials, the baseline and its repeat, with the factor probes' share of the budget on top
+        enough_min = math.ceil(12 * probe_s / (1 - min(self.s.lever_share, 0.5)) / 60)
+        return (
+            f"the budget leaves room for about {int(fits)} probe(s) of ~{probe_s:.0f} s besides the baseline: too few "
+            f"to search (--budget {enough_min}min or more gives ~10)"
+        )
+
+    def can_start_trial(self) -> tuple[bool, str]:
+        if self._baseline_trial_is_next():
+            return True, ""
+        left = self.remaining() - self.end_reserve() - self.lever_reserve()
+        need = self.predicted_trial_s()
+        if left <= 0 or left < need:
+            return False, (
+                f"budget: {max(left, 0):.0f} s left after the factor probes and the baseline's repeat, "
+                f"a trial takes ~{need:.0f} s"
+            )
+        return True, ""
+
+    # -- probes ---------------------------------------------------------------------------------------------------
+
+    def _probe(self, config: TrainConfig, on_progress: Callable[[dict[str, Any]], Any] | None = None) -> ProbeResult:
+        options = self.s.probe_options
+        if options.timeout_s is None:  # never let one probe run far past the budget
+            options = replace(options, timeout_s=max(self.remaining(), 60.0) + 60.0)
+        if self.s.memory_limit_bytes is not None:
+            options = replace(options, memory_limit=f"{self.s.memory_limit_bytes}B")
+        with self._host_lock():
+            t0 = self.clock()
+            result = self.probe_fn(config, self.workload, options, on_progress)
+            self.durations.append(self.clock() - t0)
+        return result
+
+    def _host_lock(self) -> contextlib.AbstractContextManager[None]:
+        return host_lock(self.lock_path) if self.lock_path else contextlib.nullcontext()
+
+    def measure_baseline(self) -> ProbeResult | None:
+        """A reference probe stored with the study, outside the sampler (it may lie outside the space).
+
+        Another worker may be measuring it right now: the host lock serialises probes, and the stored value is
+        looked up again once the lock is ours (workers on other hosts may still measure it twice: harmless).
+        """
+        stored = self.store.reference()
+        if stored:
+            return stored
+        self.on_event("reference", {"key": "baseline", "config": self.s.baseline})
+        with self._host_lock():
+            stored = self.store.reference()
+            if stored:
+                return stored
+            lock_path, self.lock_path = self.lock_path, None  # held already: _probe must not wait for itself
+            try:
+                result = self._probe(self.s.baseline)
+            finally:
+                self.lock_path = lock_path
+        self.store.set_reference(result)
+        self.on_event("reference_done", {"key": "baseline", "result": result})
+        return result
+
+    def enqueue_seeds(self) -> None:
+        for seed in (self.s.baseline, *self.s.seeds):
+            if self.space.contains(seed):
+                self.study.enqueue_trial(self.space.params(seed), skip_if_exists=True)
+
+    def climb_ladder(self) -> None:
+        """Enqueue the batch ladder's next rung (the best config at a larger batch) once the queue is empty."""
+        if self.s.ladder_after is None:
+            return
+        if self.store.waiting_params() or len(self.store.trials(("COMPLETE",))) < self.s.ladder_after:
+            return
+        rung = next_rung(self.store.records(), self.space, self.memory_model(), self.s.memory_limit_bytes)
+        if rung is not None:
+            config = TrainConfig.from_dict(rung)
+            self.study.enqueue_trial(self.space.params(config), skip_if_exists=True)
+            self.on_event("rung", {"config": config})
+
+    def memory_model(self) -> MemoryModel | None:
+        return fit_memory_model(self.store.memory_points())
+
+    def skip_reason(self, config: TrainConfig, model: MemoryModel | None = None) -> tuple[str, str] | None:
+        """(constraint, why) for a config known not to fit without probing it: the cache rule, the memory model."""
+        why = cache_violation(self.dataset, config.cache, config.imgsz, self.ram_available, self.disk_free)
+        if why:
+            return "other", why
+        if self.s.memory_limit_bytes is not None:
+            why = memory_violation(model or self.memory_model(), config.batch, config.imgsz, self.s.memory_limit_bytes)
+            if why:
+                return "memory", why
+        return None
+
+    def suggest(self, trial: Any) -> TrainConfig:
+        sp = self.space
+        return self.s.baseline.with_(
+            batch=trial.suggest_int("batch", sp.batch_low, sp.batch_high, log=sp.batch_high > sp.batch_low),
+            workers=trial.suggest_int("workers", 0, sp.workers_high),
+            imgsz=trial.suggest_categorical("imgsz", list(sp.imgsz)),
+            cache=trial.suggest_categorical("cache", list(sp.cache)),
+            source=trial.suggest_categorical("source", list(sp.source)) if len(sp.source) > 1 else sp.source[0],
+        )
+
+    def objective(self, trial: Any) -> float:
+        import optuna
+
+        config = self.suggest(trial)
+        self.store.start_trial(trial, config, self.worker)
+        self.on_event("trial", {"number": trial.number, "config": config})
+        skip = self.skip_reason(config)
+        if skip:
+            kind, why = skip
+            return self._infeasible(trial, SKIPPED, why, memory=float(kind == "memory"), other=float(kind == "other"))
+
+        def on_progress(beat: dict[str, Any]) -> bool:
+            """Report the running projection; True asks isolate to stop the probe (pruned)."""
+            self.on_event("beat", beat)
+            if beat.get("phase") != "measure" or not beat.get("window_s"):
+                return False
+            trial.report(self.n_train / (config.batch / beat["window_s"]), int(beat.get("measured", 0)))
+            return trial.should_prune()
+
+        result = self._reuse_baseline(config) or self._probe(config, on_progress)
+        self.store.set_trial_result(trial, result, peak_memory(result))
+        state = status.sampler_state(result.status)
+        if state == "pruned":
+            self.on_event("pruned", {"number": trial.number, "config": config})
+            raise optuna.TrialPruned(result.reason)
+        if state == "fail":
+            self.on_event("failed", {"number": trial.number, "reason": result.reason})
+            raise RuntimeError(f"probe crashed: {result.reason}")  # a FAIL: not a wall the sampler should learn
+        memory, other, reason = constraint_values(result, self.s.memory_limit_bytes)
+        if memory > 0 or other > 0 or result.stats is None:
+            return self._infeasible(trial, result.status, reason or result.reason, memory=memory, other=other)
+        self.store.set_constraints(trial, memory, 0.0)
+        # one-time costs (a cache build, a resized copy) spread over the planned run's epochs
+        one_time = one_time_s(result)
+        self.store.set_trial_rates(trial, result.stats.images_per_s, result.stats.sec_per_iter_median, one_time)
+        value = self.n_train / result.stats.images_per_s + one_time / self.workload.epochs
+        self.on_event("done", {"number": trial.number, "config": config, "epoch_s": value, "result": result})
+        return value
+
+    def measure_levers(self, baseline: ProbeResult, repeats: int = 1) -> int:
+        """The report's factor probes for the current winner, while they fit before the baseline's repeat.
+
+        With repeats > 1 (`autotune report --measure --repeats N`) the baseline and the winner are measured
+        again too, so the end-to-end speedup gets an interval like the single factors.
+        """
+        completed = [r for r in self.store.records() if r.state == "COMPLETE"]
+        winner, _ = pick(completed, self.s.target_epoch_s)
+        if winner is None:
+            return 0
+        winner_config = TrainConfig.from_dict(winner.config)
+        probes = levers.lever_probes(self.s.baseline, winner_config, baseline.effective.get("optimizer"))
+        if repeats > 1:
+            probes = [
+                levers.LeverProbe("baseline", self.s.baseline, "", ""),
+                levers.LeverProbe("winner", winner_config, "", ""),
+                *probes,
+            ]
+        todo = levers.still_missing(probes, self.store.snapshot(self.s.storage), repeats)
+        model = self.memory_model()
+
+        def skip_reason(c: TrainConfig) -> str | None:
+            skip = self.skip_reason(c, model)
+            return skip[1] if skip else None
+
+        def can_start() -> bool:
+            return self.remaining() - self.end_reserve() >= self.predicted_trial_s()
+
+        n = levers.run_lever_probes(
+            todo,
+            self.workload,
+            lambda c: self._probe(c),
+            self.store.add_lever_result,
+            can_start,
+            skip_reason,
+            self.on_event,
+        )
+        if n < len(todo):
+            self.notes.append(
+                f"{len(todo) - n} factor probe(s) did not fit the budget: `autotune report --measure` runs them"
+            )
+        return n
+
+    def _reuse_baseline(self, config: TrainConfig) -> ProbeResult | None:
+        """The seeded baseline trial is the reference probe already measured: no need to pay for it twice."""
+        stored = self.store.reference()
+        if config != self.s.baseline or stored is None or self.store.baseline_reused():
+            return None
+        self.store.mark_baseline_reused()
+        return stored
+
+    def _infeasible(self, trial: Any, status_: str, reason: str, memory: float = 0.0, other: float = 0.0) -> float:
+        # with no memory violation, something else made it unusable: say so in the other constraint
+        self.store.set_constraints(trial, max(memory, 0.0), other if other > 0 else (0.0 if memory > 0 else 1.0))
+        self.store.set_trial_outcome(trial, status_, reason)
+        self.on_event("infeasible", {"number": trial.number, "status": status_, "reason": reason})
+        return INFEASIBLE_S
+
+    # -- the loop -------------------------------------------------------------------------------------------------
+
+    def run(self) -> SearchOutcome:
+        stop_reason = ""
+        baseline = self.measure_baseline()
+        self.enqueue_seeds()
+        note = self.budget_note()
+        if note:
+            self.notes.append(note)
+            self.on_event("note", {"text": note})
+        interrupted = False
+        try:
+            while True:
+                ok, why = self.can_start_trial()
+                if not ok:
+                    stop_reason = why
+                    break
+                self.climb_ladder()  # only right before a trial starts: a rung never waits in the study unrun
+                self.study.optimize(self.objective, n_trials=1, catch=(RuntimeError,), gc_after_trial=False)
+        except KeyboardInterrupt:
+            interrupted = True
+            stop_reason = "interrupted (Ctrl-C): every finished trial is kept; run the same command to resume"
+        if not interrupted and baseline is not None and self.s.lever_share > 0:
+            try:
+                self.measure_levers(baseline)
+            except KeyboardInterrupt:
+                interrupted = True
+                stop_reason = "interrupted (Ctrl-C) during the factor probes: everything finished is kept"
+        baseline_end = None if interrupted or baseline is None else self._measure_baseline_again()
+        return self.outcome(baseline, baseline_end, stop_reason, interrupted)
+
+    def _measure_baseline_again(self) -> ProbeResult | None:
+        """Each run ends by measuring the baseline again: how far the machine drifted meanwhile."""
+        if self.remaining() < 0.9 * self.end_reserve():
+            self.notes.append("no time was left to measure the baseline again: drift not measured this run")
+            return None
+        self.on_event("reference", {"key": "baseline_end", "config": self.s.baseline})
+        result = self._probe(self.s.baseline)
+        self.store.set_reference(result, end=True)
+        return result
+
+    def outcome(
+        self, baseline: ProbeResult | None, baseline_end: ProbeResult | None, stop_reason: str, interrupted: bool
+    ) -> SearchOutcome:
+        records = self.store.records()
+        winner, reason = pick(records, self.s.target_epoch_s)
+        if winner is not None:  # what `autotune train --best` trains: the pick rule's choice, target included
+            self.store.set_winner(winner.number, reason)
+        return SearchOutcome(
+            study=self.s.study,
+            storage=mask_url(self.s.storage),
+            space=self.space,
+            n_train=self.n_train,
+            baseline=baseline,
+            baseline_end=baseline_end,
+            trials=records,
+            front=front(records),
+            winner=winner,
+            pick_reason=reason,
+            stop_reason=stop_reason,
+            elapsed_s=self.clock() - self.t0,
+            notes=tuple(self.notes),
+            interrupted=interrupted,
+            autobatch=self.s.autobatch or self.store.meta().autobatch,
+        )
+
+
+def outcome_to_dict(o: SearchOutcome) -> dict[str, Any]:
+    d = asdict(o)
+    d["baseline"] = o.baseline.to_dict() if o.baseline else None
+    d["baseline_end"] = o.baseline_end.to_dict() if o.baseline_end else None
+    d["drift"] = o.drift
+    return d
