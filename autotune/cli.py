@@ -121,7 +121,7 @@ def resize(
 ) -> None:
     """Write a copy of the dataset with every image's long side shrunk to imgsz (labels unchanged)."""
     from autotune.data import resize as rz
-    from autotune.report.terminal import resize_lines
+    from autotune.report.terminal_train import resize_lines
 
     check = rz.ResizeRequest(imgsz, out, quality, processes, measure, batch, workers, iters).check()
     source = _data_yaml(data)
@@ -240,7 +240,7 @@ def profile(
     from autotune.measure.profile import parse_worker_list, profile_folder
     from autotune.measure.profile import profile as run_profile
     from autotune.report.profile_files import save
-    from autotune.report.terminal import profile_view
+    from autotune.report.terminal_profile import profile_view
 
     counts = parse_worker_list(worker_list)
     folder = profile_folder(out)
@@ -398,7 +398,7 @@ def train(
     Further Ultralytics settings pass through as key=value (e.g. lr0=0.005); the measured ones (batch, imgsz,
     workers, cache, device, amp, nbs) cannot be changed here.
     """
-    from autotune.report.terminal import TrainPrinter, train_summary
+    from autotune.report.terminal_train import TrainPrinter, train_summary
     from autotune.train import command as tc
     from autotune.train import handover as ho
 

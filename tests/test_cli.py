@@ -104,10 +104,14 @@ def studies(tmp_path, monkeypatch):
     from fakes import FakeClock, FakeProbe
     from test_search import make_search
 
+    from autotune.search import store
+
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     storage = optuna.storages.RDBStorage(url)
-    optuna.create_study(study_name="empty", storage=storage)
+    optuna.create_study(study_name="foreign", storage=storage)  # a study autotune did not make
+    st = store.create(storage, "empty", None, None)  # an autotune study before its first trial
     clock = FakeClock()
+    st.write_meta(make_search(optuna.storages.InMemoryStorage(), clock, FakeProbe(clock)).meta())
     search = make_search(storage, clock, FakeProbe(clock, seconds=10, oom_above=1), budget_s=60)
     search.run()  # study "test": baseline and trials all out of memory
     monkeypatch.setenv("AUTOTUNE_CACHE", str(tmp_path / "cache"))
@@ -119,6 +123,8 @@ def studies(tmp_path, monkeypatch):
     [
         (["--study", "nope"], "no study named 'nope'"),
         (["--study", "empty"], "no finished trial"),
+        (["--study", "foreign"], "was not made by `autotune search`"),
+        (["--study", "../x"], "study name '../x' is not allowed"),
         (["--study", "test"], "no feasible trial"),
         (["--study", "test", "--format", "pdf"], "--format takes"),
         (["--study", "test", "--epochs", "0"], "epochs must be"),

@@ -54,19 +54,30 @@ def test_two_workers_share_a_study(postgres_server, tiny_demo, tmp_path):  # noq
 
 
 def test_a_worker_on_other_hardware_is_refused(postgres_server, tiny_demo, tmp_path):  # noqa: F811
+    from dataclasses import replace
+
     from autotune.measure.machine import fingerprint
-    from autotune.search.space import Space
+    from autotune.records.config import TrainConfig, Workload
+    from autotune.records.search import Space, StudyMeta
+    from autotune.search import store
 
     url = postgres_server.url
-    study = optuna.create_study(study_name="elsewhere", storage=url)
-    other = {**fingerprint().to_dict(), "cpu_model": "Some other CPU", "usable_cores": 96}
-    study.set_user_attr("machine", other)
-    study.set_user_attr("machine_id", "not-this-one")
-    study.set_user_attr("space", Space(2, 8, 2, (64,), ("none", "disk", "ram")).to_dict())
+    other = replace(fingerprint(), cpu_model="Some other CPU", usable_cores=96)
+    store.create(store.open_storage(url), "elsewhere", None, None).write_meta(
+        StudyMeta(
+            machine=other,
+            machine_id=other.identity_hash(),
+            workload=Workload(str(tiny_demo)),
+            n_train=96,
+            baseline=TrainConfig(),
+            space=Space(2, 8, 2, (64,), ("none", "disk", "ram"), ("original", "resized")),
+        )
+    )
     env = {**os.environ, "AUTOTUNE_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run(
         _cmd(tiny_demo, url, "elsewhere"), capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
     )
     assert proc.returncode == 2
     assert "not comparable" in proc.stderr and "Some other CPU" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # refused before anything else is said
     assert postgres_server.password not in proc.stdout + proc.stderr

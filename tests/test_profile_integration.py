@@ -5,8 +5,8 @@ import json
 import pytest
 
 from autotune.measure.profile import profile
-from autotune.report.profile_files import save
 from autotune.records.config import ProbeOptions, TrainConfig, Workload
+from autotune.report.profile_files import save
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from autotune.cli import app
 from autotune.data import resize as rz
-from autotune.files import temp_name
 from autotune.errors import UserError
+from autotune.files import temp_name
 from autotune.measure.cachebench import CacheBench, CacheBuild, ModeRead
 from autotune.measure.dataset import label_path, load_dataset
 from autotune.measure.profile import cache_advice

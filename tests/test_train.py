@@ -4,6 +4,7 @@ fake trainer and clock, Ctrl-C and resume through the CLI with a fake Ultralytic
 import json
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -22,7 +23,9 @@ from autotune.measure.stats import projected_epoch_s, summarize
 from autotune.records.config import TrainConfig, Workload
 from autotune.records.machine import Machine
 from autotune.records.probe import CacheCost, MemoryUse, ProbeResult
-from autotune.search import profiles
+from autotune.records.run import Session
+from autotune.records.search import Space, StudyMeta
+from autotune.search import profiles, store
 from autotune.train import handover as ho
 from autotune.train import run as tr
 from autotune.train.predict import PhaseRate, Rates, RunShape, ValRate, optimizer_steps, predict_run, startup_excess
@@ -166,9 +169,9 @@ def test_val_false_validates_only_the_last_epoch_and_resume_starts_later():
 # -- the settings hand-over --------------------------------------------------------------------------------------
 
 
-def source(result=None, machine=MACHINE, epochs=100, study=None, config=CONFIG):
+def source(result=None, machine=MACHINE, epochs=100, st=None, config=CONFIG):
     w = Workload(data="/d/data.yaml", model="yolo11n.yaml", epochs=epochs)
-    return ho.Source("study s, trial 0", config, w, result or fake_result(config), machine, study=study, trial=0)
+    return ho.Source("study s, trial 0", config, w, result or fake_result(config), machine, store=st, trial=0)
 
 
 def test_what_was_measured_is_what_trains():
@@ -206,9 +209,9 @@ def test_search_stores_its_pick_for_train():
 
     clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
     out = make_search(storage, clock, FakeProbe(clock), budget_s=200).run()
-    study = optuna.load_study(study_name="test", storage=storage)
-    assert study.user_attrs["winner"]["trial"] == out.winner.number
-    assert ho.winner_trial(study).number == out.winner.number
+    st = store.load(storage, "test")
+    assert st.winner_number()[0] == out.winner.number
+    assert ho.from_study(st).trial == out.winner.number
 
 
 def test_epochs_that_flip_auto_keep_the_measured_optimizer_pinned():
@@ -284,43 +287,40 @@ def test_other_hardware_is_a_warning_with_both_fingerprints_and_its_phases_are_m
 
 
 def _study(storage, name="s", data="/d/data.yaml", machine=MACHINE, result=None, n_train=800, config=CONFIG):
-    study = optuna.create_study(study_name=name, storage=storage)
-    study.set_user_attr("workload", {"data": data, "model": "yolo11n.yaml", "epochs": 100, "n_train": n_train})
-    study.set_user_attr("machine", machine.to_dict())
-    study.set_user_attr("machine_id", machine.identity_hash())
-    dist = {"batch": optuna.distributions.IntDistribution(2, 32)}
+    """A study as the search leaves it, written through the store: batch 8 (30 s/epoch), then 16 (20 s/epoch)."""
+    st = store.create(storage, name, optuna.samplers.RandomSampler(seed=0), None)
+    st.write_meta(StudyMeta(
+        machine=machine, machine_id=machine.identity_hash(), n_train=n_train, baseline=config,
+        workload=Workload(data=data, model="yolo11n.yaml", epochs=100),
+        space=Space(2, 32, 2, (config.imgsz,), (config.cache,)),
+    ))  # fmt: skip
     result = result or fake_result()
-    for number, (batch, value) in enumerate(((8, 30.0), (16, 20.0))):
+    for batch, value in ((8, 30.0), (16, 20.0)):
         trial_config = config.with_(batch=batch)
-        study.add_trial(
-            optuna.trial.create_trial(
-                params={"batch": batch},
-                distributions=dist,
-                value=value,
-                user_attrs={"config": trial_config.to_dict(),
-                            "result": {**result.to_dict(), "requested": trial_config.to_dict()}, "status": "ok"},
-                constraints={"memory": 0.0, "other": 0.0},
-            )
-        )  # fmt: skip
-        del number
-    return study
+        t = st.study.ask({"batch": optuna.distributions.IntDistribution(2, 32)})
+        st.start_trial(t, trial_config, "test")
+        st.set_trial_result(t, replace(result, requested=trial_config.to_dict()), None)
+        st.set_trial_rates(t, n_train / value, 0.5, 0.0)
+        st.set_constraints(t, 0.0, 0.0)
+        st.study.tell(t, value)
+    return st
 
 
 def test_winner_latest_study_and_phases_kept_in_the_study():
     storage = optuna.storages.InMemoryStorage()
     with pytest.raises(UserError, match="run `autotune search` first"):
-        ho.latest_study_name(storage)
+        store.latest_study_name(storage)
     _study(storage, "old")
     study = _study(storage, "new")
-    assert ho.latest_study_name(storage) == "new"
+    assert store.latest_study_name(storage) == "new"
     src = ho.from_study(study)
     assert src.config.batch == 16 and src.trial == 1  # the fastest feasible trial
     assert src.notes == ()
     slow, fast = fake_result(iter_s=1.0), fake_result(iter_s=0.5)  # the machine got faster during the search
-    study.set_user_attr("baseline", slow.to_dict())
-    study.set_user_attr("baseline_end", fast.to_dict())
+    study.set_reference(slow)
+    study.set_reference(fast, end=True)
     drift = fast.stats.images_per_s / slow.stats.images_per_s - 1
-    assert ho.baseline_drift(study.user_attrs) == pytest.approx(drift)
+    assert ho.baseline_drift(slow, fast) == pytest.approx(drift)
     assert f"{drift:+.0%} images/s" in ho.from_study(study).notes[0]
     h = ho.make_handover(src, ho.Recipe(epochs=12), 800, 3, MACHINE)
     calls = []
@@ -338,7 +338,7 @@ def test_winner_latest_study_and_phases_kept_in_the_study():
     assert len(calls) == 1 and again["no_mosaic"].to_dict() == phases["no_mosaic"].to_dict()  # reused
     assert ho.gather_phases(h, ho.Source("p", CONFIG, src.workload, None, None), MACHINE, False, probe_fn,
                             notes.append) == {}  # fmt: skip
-    study.set_user_attr("winner", {"trial": 0, "reason": "target"})
+    study.set_winner(0, "target")
     assert ho.from_study(study).config.batch == 8  # the search's own pick (a --target-epoch) wins
 
 
@@ -349,12 +349,12 @@ def test_profile_source_reads_its_study(tmp_path):
     meta = {"study": "s", "trial": 1, "machine": MACHINE.to_dict(), "machine_summary": MACHINE.summary()}
     path = profiles.write(tmp_path / "p.yaml", CONFIG, w, meta)
     src = ho.from_profile(path, storage)
-    assert src.config == CONFIG and src.measured is not None and src.study is not None and src.trial == 1
+    assert src.config == CONFIG and src.measured is not None and src.store is not None and src.trial == 1
     lone = ho.from_profile(path, optuna.storages.InMemoryStorage())  # its study is elsewhere: measured here
     assert lone.measured is None and "not in the storage" in lone.notes[0]
     path.with_suffix(".json").unlink()  # a bare Ultralytics cfg still trains
     bare = ho.from_profile(path, storage)
-    assert bare.config == CONFIG and bare.study is None
+    assert bare.config == CONFIG and bare.store is None
 
 
 # -- the tracker ----------------------------------------------------------------------------------------------------
@@ -456,16 +456,16 @@ def test_likely_causes():
 def test_runs_are_kept_in_the_study_and_beside_ultralytics_results(tmp_path):
     storage = optuna.storages.InMemoryStorage()
     study = _study(storage)
-    run = tr.replace(new_run(), save_dir=str(tmp_path))
+    run = replace(new_run(), save_dir=str(tmp_path))
     tr.persister(study)(run)
     assert json.loads((tmp_path / tr.EPOCHS_JSON).read_text())["id"] == run.id
-    assert tr.runs_from_study(optuna.load_study(study_name="s", storage=storage)) == [run]
-    interrupted = tr.replace(run, sessions=(tr.Session(started="2026-01-01T00:00:00", status="interrupted"),))
+    assert store.load(storage, "s").train_runs() == [run]
+    interrupted = replace(run, sessions=(Session(started="2026-01-01T00:00:00", status="interrupted"),))
     assert tr.resumable_run([interrupted]) is None  # no last.pt
     (tmp_path / "weights").mkdir()
     (tmp_path / "weights" / "last.pt").write_bytes(b"x")
     assert tr.resumable_run([interrupted]) == interrupted
-    done = tr.replace(interrupted, sessions=(tr.Session(started="2026-01-01T00:00:00", status="finished"),))
+    done = replace(interrupted, sessions=(Session(started="2026-01-01T00:00:00", status="finished"),))
     assert tr.resumable_run([done]) is None
 
 
@@ -533,7 +533,7 @@ def test_ctrl_c_exits_130_and_resume_continues_the_run(fake_study, tmp_path):
     assert "epoch 1/2  train" in result.stdout
     (summary,) = [ln for ln in result.stdout.splitlines() if ln.startswith("interrupted")]  # one line
     assert summary.startswith("interrupted: 1/2 epochs") and "autotune train --resume --study s" in summary
-    (run,) = tr.runs_from_study(optuna.load_study(study_name="s", storage=fake_study))
+    (run,) = store.load(store.open_storage(fake_study), "s").train_runs()
     assert run.status == "interrupted" and len(run.records) == 1 and run.last_pt.is_file()
     assert json.loads((Path(run.save_dir) / tr.EPOCHS_JSON).read_text())["status"] == "interrupted"
     model, kwargs = FakeYOLO.calls[0]
@@ -545,7 +545,7 @@ def test_ctrl_c_exits_130_and_resume_continues_the_run(fake_study, tmp_path):
     assert "epoch 2/2" in result.stdout and "finished: 2/2 epochs" in result.stdout
     model, kwargs = FakeYOLO.calls[1]
     assert model == str(run.last_pt) and kwargs == {"resume": str(run.last_pt)}
-    (again,) = tr.runs_from_study(optuna.load_study(study_name="s", storage=fake_study))
+    (again,) = store.load(store.open_storage(fake_study), "s").train_runs()
     assert again.id == run.id and [r.epoch for r in again.records] == [1, 2]
     assert [s.status for s in again.sessions] == ["interrupted", "finished"] and again.records[1].session == 1
     assert again.sessions[1].start_epoch == 1
@@ -567,7 +567,8 @@ def _bad(args, expected):
 
 def test_bad_input(tmp_path, fake_study):
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
-    _bad(["train", "--best", "--storage", empty], "no autotune study in the storage yet: run `autotune search` first")
+    _bad(["train", "--best", "--storage", empty], "no study yet: run `autotune search` first")
+    assert not (tmp_path / "empty.db").exists()  # asking leaves no empty database behind
     _bad(["train", "--study", "nope", "--storage", fake_study], "no study named 'nope'")
     _bad(["train"], "say what to train")
     _bad(["train", "--best", "--profile", "p.yaml"], "not both")
@@ -596,11 +597,11 @@ def test_real_training_run_measures_the_no_mosaic_phase_and_tracks_both(tiny_dem
 
     config = TrainConfig(batch=8, workers=1, imgsz=64, cache="none", device="cpu")
     mosaic = fake_result(config, iter_s=0.2, n_train=96)  # the winner's probe: its numbers only feed the prediction
-    mosaic = tr.replace(mosaic, options={"iters": 4, "warmup_min": 1, "warmup_max": 6}, workload={
+    mosaic = replace(mosaic, options={"iters": 4, "warmup_min": 1, "warmup_max": 6}, workload={
         **mosaic.workload, "data": str(tiny_demo)})  # fmt: skip
     db = f"sqlite:///{tmp_path / 'studies.db'}"
     study = _study(optuna.storages.RDBStorage(db), "tiny", str(tiny_demo), fingerprint(), mosaic, config=config)
-    study.set_user_attr("winner", {"trial": 0, "reason": "test"})  # batch 8
+    study.set_winner(0, "test")  # batch 8
     env = {**os.environ, "AUTOTUNE_CACHE": str(tmp_path / "cache"), "YOLO_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "autotune.cli", "train", "--study", "tiny", "--storage", db, "--epochs", "2",
            "--close-mosaic", "1", f"project={tmp_path / 'runs'}", "name=tiny"]  # fmt: skip
@@ -611,12 +612,12 @@ def test_real_training_run_measures_the_no_mosaic_phase_and_tracks_both(tiny_dem
     # warm-up: min(3, epochs - 1) = 1 epoch; close_mosaic 1: the last one without mosaic
     assert lines[0].startswith("epoch 1/2  train") and lines[0].endswith("[warm-up, mosaic]")
     assert "predicted" in lines[0] and lines[1].endswith("[no mosaic]")
-    study = optuna.load_study(study_name="tiny", storage=db)
-    (phase_key,) = [k for k in study.user_attrs if k.startswith("phase:no_mosaic:")]
-    no_mosaic = ProbeResult.from_dict(study.user_attrs[phase_key])
+    study = store.load(store.open_storage(db), "tiny")
+    key = ho.phase_key(config, 100, Workload(str(tiny_demo), "yolo11n.yaml", 100), fingerprint().identity_hash())
+    no_mosaic = study.phase("no_mosaic", key)
     assert no_mosaic.status == "ok" and no_mosaic.effective["mosaic"] is False
     assert no_mosaic.memory.val_first_s is not None
-    (run,) = tr.runs_from_study(study)
+    (run,) = study.train_runs()
     assert run.status == "finished" and [r.mosaic for r in run.records] == [True, False]
     assert all(r.train_s > 0 and r.val_s > 0 and r.predicted_train_s for r in run.records)
     assert run.records[0].images == 96 and run.config["batch"] == 8 and run.args["workers"] == 1

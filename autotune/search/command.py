@@ -46,16 +46,17 @@ def lock_path() -> Path:
 @dataclass(frozen=True)
 class Prepared:
     plan: Plan
-    storage: Any
-    ram_available: int
-    disk_free: int
+    runner: Search  # its study opened and checked (machine, space): a worker that may not join never starts
     notes: tuple[str, ...]  # what the plan and AutoBatch said, for the terminal
 
 
 def prepare(
-    req: SearchRequest, resolve_data: Callable[[str | None], str], on_status: Callable[[str], None]
+    req: SearchRequest,
+    resolve_data: Callable[[str | None], str],
+    on_status: Callable[[str], None],
+    probe_with: ProbeFn = probe_fn,
 ) -> Prepared:
-    """Everything before the first probe: the plan, the storage, and on a GPU AutoBatch's seed."""
+    """Everything before the first probe: the plan, the storage, on a GPU AutoBatch's seed, and the study."""
     plan = make_plan(req, fingerprint(), resolve_data)
     ram, disk = psutil.virtual_memory().available, shutil.disk_usage(Path(plan.workload.data).parent).free
     check_space_not_empty(plan, ram, disk)
@@ -68,12 +69,7 @@ def prepare(
         notes.append(said)
     notes += plan.notes
     notes.append(f"space: {plan.space.describe()}; study {plan.settings.study}")
-    return Prepared(plan, storage, ram, disk, tuple(notes))
-
-
-def run(p: Prepared, on_event: Event, probe_with: ProbeFn = probe_fn) -> tuple[SearchOutcome, Path | None]:
-    """The search itself, then the winner's profile file."""
-    plan = p.plan
+    on_status("opening the study...")
     runner = Search(
         plan.settings,
         plan.space,
@@ -82,14 +78,19 @@ def run(p: Prepared, on_event: Event, probe_with: ProbeFn = probe_fn) -> tuple[S
         plan.dataset,
         plan.n_train,
         probe_fn=probe_with,
-        storage=p.storage,
-        ram_available=p.ram_available,
-        disk_free=p.disk_free,
+        storage=storage,
+        ram_available=ram,
+        disk_free=disk,
         lock_path=lock_path(),
-        on_event=on_event,
     )
-    outcome = runner.run()
-    return outcome, write_winner_profile(plan, outcome)
+    return Prepared(plan, runner, tuple(notes))
+
+
+def run(p: Prepared, on_event: Event) -> tuple[SearchOutcome, Path | None]:
+    """The search itself, then the winner's profile file."""
+    p.runner.on_event = on_event
+    outcome = p.runner.run()
+    return outcome, write_winner_profile(p.plan, outcome)
 
 
 def remeasure(
