@@ -8,10 +8,14 @@ seeing each other's files.
 
 from __future__ import annotations
 
-import glob
+import math
 import os
 import random
+import re
+from array import array
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,32 @@ import yaml
 from autotune.errors import UserError
 
 IMG_FORMATS = frozenset({"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm", "heic"})
+MAX_YAML_BYTES = 1 << 20  # a data.yaml is a few KiB; anything far larger is the wrong file (or an attack)
+MAX_CLASSES = 100_000  # 'nc' alone makes this many names: a typo such as 'nc: 1e9' must not eat the RAM
+# Ultralytics' verify_image_label tolerance: coordinates up to 1.01, values down to -0.01 (width/height >= 0)
+COORD_MAX, COORD_MIN = 1.01, -0.01
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
+
+def _user_error(message: str) -> UserError:
+    """A UserError whose text is one line whatever odd names it quotes (the CLI prints it as one line)."""
+    return UserError(_LINE_BREAKS.sub(lambda m: repr(m.group())[1:-1], message))
+
+
+def _short(text: object, limit: int = 160) -> str:
+    """A user-supplied value cut to a readable length for a message."""
+    s = str(text)
+    return s if len(s) <= limit else f"{s[: limit - 43]}...{s[-40:]}"
+
+
+def _kind(value: object) -> str:
+    """How a YAML value reads to its author: 'a list', 'a mapping', 'true/false' (not Python type names)."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    kinds = {dict: "a mapping", list: "a list", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 @dataclass(frozen=True)
@@ -50,74 +80,430 @@ def entry_path(item: str, root: Path) -> Path:
     return p
 
 
+def _dir_id(path: str | os.DirEntry[str]) -> tuple[int, int]:
+    """(device, inode) of a folder, following links: two paths to one folder share it."""
+    st = path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows links, as glob's '**' does
+    except OSError:
+        return False  # glob skips what it cannot stat (a link to itself, a vanished file)
+
+
+_Trail = list[tuple[str, tuple[int, int], bool]]  # folders from the walk's root down: (path, folder id, is a link)
+
+
+def _loop_error(trail: _Trail, path: str, is_link: bool, ident: tuple[int, int]) -> UserError:
+    """The error for a folder that is its own ancestor: name the deepest link on the way (the likely culprit)."""
+    k = next(i for i, (_, fid, _) in enumerate(trail) if fid == ident)
+    links = [p for p, _, link in trail[k + 1 :] if link] + ([path] if is_link else [])
+    ancestor = trail[k][0]
+    if links:
+        return UserError(f"symbolic link {links[-1]} loops back to {ancestor}, so the folder tree never ends")
+    return UserError(f"folder {path} is the folder {ancestor} again (a loop), so the folder tree never ends")
+
+
+def walk_files(root: str) -> list[str]:
+    """What glob(root/**/*.*, recursive=True) returns (non-hidden names with a dot, files or folders, through
+    links; in walk order, not glob's), without its endless walk when links make a loop: a UserError naming the link.
+
+    Only a folder on the current path counts as a loop: a folder reached twice by different links is listed twice,
+    as glob lists it.
+    """
+    out: list[str] = []
+    stack: list[_Trail] = [[(root, _dir_id(root), False)]]  # each item ends with the folder to list
+    while stack:
+        trail = stack.pop()
+        folder = trail[-1][0]
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue  # glob silently skips a folder it cannot list
+        below = []
+        for e in entries:
+            if e.name.startswith("."):
+                continue  # glob's '*' and '**' skip hidden names
+            path = os.path.join(folder, e.name)
+            if "." in e.name:
+                out.append(path)
+            if not _is_dir(e):
+                continue
+            try:
+                ident = _dir_id(e)
+            except OSError:
+                continue
+            if any(fid == ident for _, fid, _ in trail):
+                raise _loop_error(trail, path, e.is_symlink(), ident)
+            below.append([*trail, (path, ident, e.is_symlink())])
+        stack.extend(reversed(below))
+    return out
+
+
 def images_in(p: Path) -> list[str]:
     """Image paths (unfiltered) an entry gives: every file under a folder, or the lines of a list file."""
     if p.is_dir():
-        return glob.glob(str(Path(glob.escape(str(p))) / "**" / "*.*"), recursive=True)
+        return walk_files(str(p))
+    if not p.is_file():  # a FIFO or device would block or never end; Ultralytics reads only files
+        raise UserError(f"{p} is neither a folder nor a list file")
     parent = str(p.parent) + os.sep
-    lines = p.read_text(encoding="utf-8-sig").strip().splitlines()
+    try:
+        lines = p.read_text(encoding="utf-8-sig").strip().splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"list file {p} is not UTF-8 text") from None
     return [x.replace("./", parent, 1) if x.startswith("./") else x for x in (s.strip() for s in lines) if x]
+
+
+def split_entries(entry: Any, key: str, yaml_path: Path) -> list[str]:
+    """The paths of one split entry (a folder or list file, or a list of those), each checked to be a string."""
+    if not isinstance(entry, (str, list)):
+        raise _user_error(f"{yaml_path}: '{key}' must be a folder, a list file or a list of those, not {_kind(entry)}")
+    items = entry if isinstance(entry, list) else [entry]
+    if not items:
+        raise _user_error(f"{yaml_path}: '{key}:' is an empty list; give a folder or a list file")
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not item:
+            raise _user_error(f"{yaml_path}: '{key}' entry {i} must be a folder or list file path, not {_kind(item)}")
+    return items
+
+
+def _os_error(yaml_path: Path, e: OSError | ValueError) -> UserError:
+    """The OS refusing a path the user wrote (too long, a NUL byte, no permission) is bad input, not a crash."""
+    if isinstance(e, OSError):
+        what = _short(e.filename) if e.filename else "a path"
+        return _user_error(f"{yaml_path}: cannot use the path {what}: {e.strerror or e}")
+    return _user_error(f"{yaml_path}: a path in it cannot be used ({e})")
 
 
 def list_images(entry: str | list[str], root: Path, key: str, yaml_path: Path) -> list[str]:
     """Absolute, sorted image paths of one split entry (a folder, a list file, or a list of those)."""
     out: list[str] = []
-    for item in entry if isinstance(entry, list) else [entry]:
-        p = entry_path(str(item), root)
-        if not p.exists():
-            raise UserError(f"{yaml_path}: '{key}' path {p} does not exist")
-        out += images_in(p)
+    for item in split_entries(entry, key, yaml_path):
+        try:
+            p = entry_path(item, root)
+            found = images_in(p) if p.exists() else None
+        except UserError as e:  # a link loop or an unusable list file, found by images_in
+            raise _user_error(f"{yaml_path}: '{key}': {e}") from None
+        except (OSError, ValueError) as e:  # the OS refusing the path; ValueError: a NUL byte in it
+            raise _os_error(yaml_path, e) from e
+        if found is None:
+            raise _user_error(f"{yaml_path}: '{key}' path {_short(p)} does not exist")
+        out += found
     images = sorted(x for x in out if x.rpartition(".")[-1].lower() in IMG_FORMATS)
     if not images:
-        raise UserError(f"{yaml_path}: no images found under '{key}' ({entry})")
+        raise _user_error(f"{yaml_path}: no images found under '{key}' ({_short(entry)})")
     return [str(Path(x).absolute()) for x in images]
 
 
-def load_dataset(data_yaml: str | Path) -> DatasetInfo:
-    """Parse a data.yaml the way Ultralytics does; any problem is a UserError naming the file."""
-    path = Path(data_yaml).expanduser()
-    if not path.is_file():
-        raise UserError(f"data file {data_yaml} not found")
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases: a data.yaml never needs them, and nested aliases expand to billions of
+    items ("billion laughs") that hang or flood whatever walks the result."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _AliasFound(event.anchor, event.start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+
+class _AliasFound(Exception):
+    """Raised by _NoAliasLoader: which alias, on which line."""
+
+    def __init__(self, anchor: str, line: int) -> None:
+        super().__init__(anchor, line)
+        self.anchor, self.line = anchor, line
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """One line saying what the YAML parser disliked and where."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        where = f", line {mark.line + 1}" if mark else ""
+        return f"{e.problem or e.context}{where}"
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+
+def read_data_yaml(path: Path, shown: str | Path) -> dict[str, Any]:
+    """The data.yaml's mapping, read with limits: size, encoding, no aliases, bounded nesting."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+        if not path.is_file():
+            raise _user_error(f"data file {shown} not found")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_YAML_BYTES + 1)
+    except (OSError, ValueError) as e:
+        raise _user_error(f"data file {shown}: cannot be read ({getattr(e, 'strerror', None) or e})") from e
+    if len(raw) > MAX_YAML_BYTES:
+        raise _user_error(f"{path}: larger than {MAX_YAML_BYTES >> 20} MiB, too large for a data.yaml")
+    if b"\0" in raw:
+        raise _user_error(f"{path}: a binary file, not a data.yaml (YAML text)")
+    try:
+        text = raw.decode("utf-8")
+        data = yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass: no arbitrary objects
+    except UnicodeDecodeError as e:
+        raise _user_error(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    except _AliasFound as e:
+        raise _user_error(
+            f"{path}: YAML alias *{_short(e.anchor, 40)} at line {e.line}: aliases are not allowed in a data.yaml "
+            "(write the value out)"
+        ) from None
+    except RecursionError:
+        raise _user_error(f"{path}: nested too deeply to be a data.yaml") from None
+    except yaml.YAMLError as e:
+        raise _user_error(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise _user_error(f"{path}: not valid YAML ({_short(str(e).split(';')[0])})") from None
+    if data is None:
+        raise _user_error(f"{path}: the file is empty; expected a mapping with 'train', 'val' and 'names'")
     if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping with 'train', 'val' and 'names'")
-    for key in ("train", "val"):
-        if not data.get(key):
-            raise UserError(f"{path}: '{key}:' key missing; 'train' and 'val' are required")
-    names: Any = data.get("names")
-    if names is None:
-        nc = data.get("nc")
-        if not isinstance(nc, int) or nc < 1:
-            raise UserError(f"{path}: give 'names' (or an integer 'nc')")
-        names = [f"class_{i}" for i in range(nc)]
-    if isinstance(names, dict):
+        raise _user_error(f"{path}: expected a mapping with 'train', 'val' and 'names', found {_kind(data)}")
+    return data
+
+
+def _nc(data: dict[str, Any], path: Path) -> int | None:
+    """'nc' as Ultralytics reads it (whole numbers, also '3' or 3.0), None when absent; anything else refused."""
+    if "nc" not in data:
+        return None
+    raw, nc = data["nc"], None
+    if isinstance(raw, (int, float, str)) and not isinstance(raw, bool):
         try:
-            names = [names[i] for i in sorted(int(k) for k in names)]
-        except (KeyError, ValueError) as e:
-            raise UserError(f"{path}: 'names' keys must be 0..n-1") from e
-    if not isinstance(names, list) or not names:
-        raise UserError(f"{path}: 'names' must be a list or a mapping of class index to name")
-    if "nc" in data and data["nc"] is not None and int(data["nc"]) != len(names):
-        raise UserError(f"{path}: 'names' has {len(names)} entries but 'nc' is {data['nc']}")
+            value = float(raw)
+            nc = int(value) if value.is_integer() else None
+        except (ValueError, OverflowError):
+            nc = None
+    if nc is None or nc < 1:
+        shown = "nothing" if raw is None else _short(repr(raw), 60)
+        raise _user_error(f"{path}: 'nc' must be a positive whole number of classes, not {shown}")
+    if nc > MAX_CLASSES:
+        raise _user_error(f"{path}: 'nc: {nc}' is more classes than autotune supports (at most {MAX_CLASSES})")
+    return nc
+
+
+def _class_index(key: Any) -> int | None:
+    """A 'names' mapping key as a class index (0 or '0'), None when it is not one."""
+    if isinstance(key, bool) or not isinstance(key, (int, str)):
+        return None
+    try:
+        return int(key)
+    except ValueError:
+        return None
+
+
+def _names_list(names: Any, path: Path) -> list[Any]:
+    """'names' (a list, or a mapping with keys exactly 0..n-1) as a list in class order."""
+    if isinstance(names, dict):
+        index = {_class_index(k): v for k, v in names.items()}
+        if len(index) != len(names) or set(index) != set(range(len(names))):
+            raise _user_error(
+                f"{path}: 'names' keys must be the class indices 0 to {len(names) - 1}, found {_short(list(names))}"
+            )
+        names = [index[i] for i in range(len(names))]
+    if not isinstance(names, list):
+        raise _user_error(f"{path}: 'names' must be a list or a mapping of class index to name, not {_kind(names)}")
+    if not names:
+        raise _user_error(f"{path}: 'names' is empty; give at least one class name")
+    for i, name in enumerate(names):
+        if isinstance(name, bool):  # YAML reads yes/no/on/off as true/false: Ultralytics would name it 'True'
+            raise _user_error(f"{path}: 'names' entry {i} reads as true/false; quote it, e.g. \"yes\"")
+        if not isinstance(name, (str, int, float)):
+            raise _user_error(f"{path}: 'names' entry {i} must be a string or a number, not {_kind(name)}")
+    return names
+
+
+def class_names(data: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """The class names from 'names' or 'nc' (as Ultralytics: 'names' wins, and both must agree)."""
+    nc = _nc(data, path)
+    if data.get("names") is None:
+        if nc is None:
+            raise _user_error(f"{path}: give 'names' (or an integer 'nc')")
+        return tuple(f"class_{i}" for i in range(nc))
+    names = _names_list(data["names"], path)
+    if nc is not None and nc != len(names):
+        raise _user_error(f"{path}: 'names' has {len(names)} entries but 'nc' is {nc}")
+    return tuple(str(n) for n in names)
+
+
+def load_dataset(data_yaml: str | Path, *, check_labels: bool = False) -> DatasetInfo:
+    """Parse a data.yaml the way Ultralytics does; any problem is a UserError naming the file.
+
+    check_labels: also read every label file and refuse those Ultralytics would drop as corrupt (about 1 s per 25k
+    files): the CLI asks for it once, up front; the many later calls (probes, plans) skip it.
+    """
+    try:
+        path = Path(data_yaml).expanduser()
+    except RuntimeError as e:  # '~nosuchuser/...'
+        raise _user_error(f"data file {data_yaml}: {e}") from None
+    data = read_data_yaml(path, data_yaml)
+    for key in ("train", "val"):
+        if key not in data:
+            raise _user_error(f"{path}: '{key}:' key missing; 'train' and 'val' are required")
+        if data[key] is None or data[key] == "":
+            raise _user_error(f"{path}: '{key}:' has no value; give a folder, a list file or a list of those")
+    names = class_names(data, path)
     root = data_root(data, path)
-    return DatasetInfo(
+    info = DatasetInfo(
         yaml_path=str(path.resolve()),
-        names=tuple(str(n) for n in names),
+        names=names,
         train=tuple(list_images(data["train"], root, "train", path)),
         val=tuple(list_images(data["val"], root, "val", path)),
     )
+    if check_labels:
+        check_label_files([*info.train, *info.val], len(names), path)
+    return info
 
 
 def data_root(data: dict[str, Any], yaml_path: Path) -> Path:
     """The folder split entries are relative to: 'path' (relative to where the user runs, as in Ultralytics, else
     beside the YAML), or the YAML's own folder."""
-    root = Path(data.get("path") or yaml_path.parent).expanduser()
-    if not root.is_absolute():
-        root = root.resolve() if root.exists() else (yaml_path.parent / root).resolve()
+    given = data.get("path")
+    if given is not None and not isinstance(given, str):
+        raise _user_error(f"{yaml_path}: 'path' must be a folder path (a string), not {_kind(given)}")
+    try:
+        root = Path(given or yaml_path.parent).expanduser()
+        if not root.is_absolute():
+            root = root.resolve() if root.exists() else (yaml_path.parent / root).resolve()
+    except RuntimeError as e:  # '~nosuchuser'
+        raise _user_error(f"{yaml_path}: 'path' {_short(given)}: {e}") from None
+    except (OSError, ValueError) as e:
+        raise _os_error(yaml_path, e) from e
     return root
+
+
+def _numbers(row: list[str]) -> list[float] | str:
+    """The row's values rounded to float32 as numpy reads them (Ultralytics' limits apply to those), or the
+    problem."""
+    try:
+        values = array("f", map(float, row)).tolist()
+    except ValueError:
+        bad = next(t for t in row if not _is_float(t))
+        return f"{_short(bad, 40)!r} is not a number"
+    for token, v in zip(row, values, strict=True):
+        if not math.isfinite(v):  # NaN, infinity, or beyond float32 (numpy reads it as infinity)
+            too_large = math.isfinite(float(token))
+            return f"{_short(token, 40)!r} is {'too large' if too_large else 'not a finite number'}"
+    return values
+
+
+def _is_float(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _class_problem(token: str, value: float, nc: int) -> str | None:
+    if not value.is_integer():
+        return f"class {token} is not a whole number"
+    if value < 0:
+        return f"class {token} is negative"
+    if value >= nc:
+        return f"class {token} is out of range: {nc} classes means 0 to {nc - 1}"
+    return None
+
+
+def _box_problem(names: tuple[str, ...], values: list[float], shown: list[str]) -> str | None:
+    """Ultralytics' bounds on x, y, width, height: at most 1.01, at least -0.01, width and height not negative."""
+    for name, v, token in zip(names, values, shown, strict=True):
+        if v > COORD_MAX:
+            return f"{name} {token} is above 1"
+        if v < COORD_MIN or (v < 0 and name in ("width", "height")):
+            return f"{name} {token} is negative"
+    return None
+
+
+def _f32(value: float) -> float:
+    return array("f", [value])[0]
+
+
+def _polygon_box(values: list[float]) -> list[float]:
+    """The box Ultralytics makes of a polygon (segments2boxes, xyxy2xywh) with its float32 arithmetic."""
+    xs, ys = values[0::2], values[1::2]
+    x1, x2, y1, y2 = min(xs), max(xs), min(ys), max(ys)
+    return [_f32(x1 + x2) / 2, _f32(y1 + y2) / 2, _f32(x2 - x1), _f32(y2 - y1)]
+
+
+def label_line_problem(row: list[str], polygons: bool, nc: int) -> str | None:
+    """What Ultralytics' verify_image_label refuses in one split label line, None when it takes it.
+
+    `polygons`: the file has a line of more than 6 values, so Ultralytics reads every line as class + x y pairs.
+    """
+    if not polygons and len(row) != 5:
+        return f"expected 5 values (class x y width height), found {len(row)}"
+    if polygons and len(row) == 5:
+        return "a box line among polygon lines (Ultralytics refuses the mix)"
+    if polygons and (len(row) < 3 or len(row) % 2 == 0):
+        return f"a polygon line needs a class and x y pairs, found {len(row)} values"
+    values = _numbers(row)
+    if isinstance(values, str):
+        return values
+    problem = _class_problem(row[0], values[0], nc)
+    if problem or not polygons:
+        return problem or _box_problem(("x", "y", "width", "height"), values[1:], row[1:])
+    box = _polygon_box(values[1:])
+    names = ("box center x", "box center y", "box width", "box height")
+    return _box_problem(names, box, [f"{v:.6g}" for v in box])
+
+
+def label_file_problem(lbl: str, nc: int) -> str | None:
+    """The first problem in one label file (a regular file) that makes Ultralytics drop its image as corrupt; None
+    when fine."""
+    try:
+        with open(lbl, encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    lines = [line.split() for line in text.splitlines()]
+    if _boxes_fine([row for row in lines if row], nc):
+        return None
+    rows = [(i, row) for i, row in enumerate(lines, 1) if row]
+    polygons = any(len(row) > 6 for _, row in rows)
+    for i, row in rows:
+        problem = label_line_problem(row, polygons, nc)
+        if problem:
+            return f"line {i}: {problem}"
+    return None
+
+
+def _boxes_fine(rows: list[list[str]], nc: int) -> bool:
+    """The common file (box lines only, all within bounds) checked in one float32 pass; False sends it to the
+    line-by-line check, which says what is wrong (or accepts polygons)."""
+    if any(len(row) != 5 for row in rows):
+        return False
+    try:
+        v = array("f", map(float, chain.from_iterable(rows)))
+    except ValueError:
+        return False
+    if not v:
+        return True
+    if not math.isfinite(sum(v)):  # a NaN or infinity anywhere (finite float32 values cannot overflow the sum)
+        return False
+    cls, xy, wh = v[0::5], v[1::5] + v[2::5], v[3::5] + v[4::5]
+    classes_ok = min(cls) >= 0 and max(cls) < nc and all(map(float.is_integer, cls))
+    return classes_ok and min(xy) >= COORD_MIN and min(wh) >= 0 and max(max(xy), max(wh)) <= COORD_MAX
+
+
+def check_label_files(images: Iterable[str], nc: int, yaml_path: Path) -> None:
+    """Refuse label files Ultralytics would silently drop as corrupt (training would differ from what the user
+    thinks): one line naming the first bad file and what is wrong, and how many are bad."""
+    first, bad, total = None, 0, 0
+    for lbl in dict.fromkeys(map(label_path, images)):  # an image in both splits is checked once
+        if not os.path.isfile(lbl):  # no label file: a background image; Ultralytics reads regular files only
+            continue
+        total += 1
+        problem = label_file_problem(lbl, nc)
+        if problem:
+            bad += 1
+            first = first or f"{lbl}: {problem}"
+    if first:
+        raise _user_error(
+            f"{yaml_path}: bad label file {first} ({bad} of {total} label files are bad; Ultralytics would drop "
+            "their images as corrupt)"
+        )
 
 
 def count_objects(images: list[str] | tuple[str, ...]) -> list[int]:
