@@ -8,7 +8,8 @@ import yaml
 from conftest import make_dataset, tree_digest
 
 from autotune.errors import UserError
-from autotune.measure.dataset import choose_subset, count_objects, label_path, load_dataset, stage, stale_npy
+from autotune.measure.dataset import choose_subset, count_objects, label_path, load_dataset, stale_npy
+from autotune.measure.staging import stage
 
 
 def test_load_dataset_dirs(tmp_path):

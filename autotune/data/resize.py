@@ -37,13 +37,22 @@ from autotune.measure.dataset import (
     IMG_FORMATS,
     data_root,
     entry_path,
-    header_size,
     images_in,
     label_path,
     list_images,
     load_dataset,
 )
-from autotune.measure.images import AS_IS, CORRUPT, KEPT, RESIZED, Job, shrink_encoded, target_size, write_one
+from autotune.measure.images import (
+    AS_IS,
+    CORRUPT,
+    KEPT,
+    RESIZED,
+    Job,
+    header_size,
+    shrink_encoded,
+    target_size,
+    write_one,
+)
 from autotune.measure.machine import usable_cores
 from autotune.records.config import ProbeOptions, TrainConfig, Workload
 

@@ -20,7 +20,8 @@ from typing import Any
 import psutil
 
 from autotune.measure import pagecache
-from autotune.measure.dataset import choose_subset, count_objects, load_dataset, stage
+from autotune.measure.dataset import choose_subset, count_objects, load_dataset
+from autotune.measure.staging import stage
 from autotune.measure.stats import median
 from autotune.measure.ultralytics_glue import cache_fits
 from autotune.records.config import ProbeOptions, TrainConfig, Workload

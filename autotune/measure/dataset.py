@@ -1,45 +1,27 @@
-"""Read a user's data.yaml without touching it, and stage probe subsets as links in a scratch folder.
+"""Read a user's data.yaml the way Ultralytics does, without touching anything, and refuse what it would trip on.
 
-A probe never reads the user's folders through Ultralytics: Ultralytics writes `labels.cache` beside the label
-folder and `.npy` files beside the images (cache=disk), and reads any `.npy` beside an image in every cache mode.
-Staging links into a private folder keeps the user's dataset byte-for-byte unchanged and keeps probes from
-seeing each other's files.
+Every problem is a UserError of one line naming the file: YAML that is not a data.yaml (aliases, a bomb, binary),
+classes and names, paths the OS refuses, folder trees that loop, and (labels.py) label files Ultralytics would
+drop as corrupt. Probes then stage a subset as links (staging.py), never reading the user's folders through
+Ultralytics.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import random
-import re
-from array import array
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from itertools import chain
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from autotune.errors import UserError
+from autotune.measure.labels import check_label_files, label_path, one_line_error, shorten
 
 IMG_FORMATS = frozenset({"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm", "heic"})
 MAX_YAML_BYTES = 1 << 20  # a data.yaml is a few KiB; anything far larger is the wrong file (or an attack)
 MAX_CLASSES = 100_000  # 'nc' alone makes this many names: a typo such as 'nc: 1e9' must not eat the RAM
-# Ultralytics' verify_image_label tolerance: coordinates up to 1.01, values down to -0.01 (width/height >= 0)
-COORD_MAX, COORD_MIN = 1.01, -0.01
-_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
-
-
-def _user_error(message: str) -> UserError:
-    """A UserError whose text is one line whatever odd names it quotes (the CLI prints it as one line)."""
-    return UserError(_LINE_BREAKS.sub(lambda m: repr(m.group())[1:-1], message))
-
-
-def _short(text: object, limit: int = 160) -> str:
-    """A user-supplied value cut to a readable length for a message."""
-    s = str(text)
-    return s if len(s) <= limit else f"{s[: limit - 43]}...{s[-40:]}"
 
 
 def _kind(value: object) -> str:
@@ -64,12 +46,6 @@ class DatasetInfo:
     @property
     def nc(self) -> int:
         return len(self.names)
-
-
-def label_path(image: str) -> str:
-    """Ultralytics' rule: the last '/images/' becomes '/labels/' and the extension becomes '.txt'."""
-    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    return sb.join(image.rsplit(sa, 1)).rsplit(".", 1)[0] + ".txt"
 
 
 def entry_path(item: str, root: Path) -> Path:
@@ -160,22 +136,26 @@ def images_in(p: Path) -> list[str]:
 def split_entries(entry: Any, key: str, yaml_path: Path) -> list[str]:
     """The paths of one split entry (a folder or list file, or a list of those), each checked to be a string."""
     if not isinstance(entry, (str, list)):
-        raise _user_error(f"{yaml_path}: '{key}' must be a folder, a list file or a list of those, not {_kind(entry)}")
+        raise one_line_error(
+            f"{yaml_path}: '{key}' must be a folder, a list file or a list of those, not {_kind(entry)}"
+        )
     items = entry if isinstance(entry, list) else [entry]
     if not items:
-        raise _user_error(f"{yaml_path}: '{key}:' is an empty list; give a folder or a list file")
+        raise one_line_error(f"{yaml_path}: '{key}:' is an empty list; give a folder or a list file")
     for i, item in enumerate(items):
         if not isinstance(item, str) or not item:
-            raise _user_error(f"{yaml_path}: '{key}' entry {i} must be a folder or list file path, not {_kind(item)}")
+            raise one_line_error(
+                f"{yaml_path}: '{key}' entry {i} must be a folder or list file path, not {_kind(item)}"
+            )
     return items
 
 
 def _os_error(yaml_path: Path, e: OSError | ValueError) -> UserError:
     """The OS refusing a path the user wrote (too long, a NUL byte, no permission) is bad input, not a crash."""
     if isinstance(e, OSError):
-        what = _short(e.filename) if e.filename else "a path"
-        return _user_error(f"{yaml_path}: cannot use the path {what}: {e.strerror or e}")
-    return _user_error(f"{yaml_path}: a path in it cannot be used ({e})")
+        what = shorten(e.filename) if e.filename else "a path"
+        return one_line_error(f"{yaml_path}: cannot use the path {what}: {e.strerror or e}")
+    return one_line_error(f"{yaml_path}: a path in it cannot be used ({e})")
 
 
 def list_images(entry: str | list[str], root: Path, key: str, yaml_path: Path) -> list[str]:
@@ -186,15 +166,15 @@ def list_images(entry: str | list[str], root: Path, key: str, yaml_path: Path) -
             p = entry_path(item, root)
             found = images_in(p) if p.exists() else None
         except UserError as e:  # a link loop or an unusable list file, found by images_in
-            raise _user_error(f"{yaml_path}: '{key}': {e}") from None
+            raise one_line_error(f"{yaml_path}: '{key}': {e}") from None
         except (OSError, ValueError) as e:  # the OS refusing the path; ValueError: a NUL byte in it
             raise _os_error(yaml_path, e) from e
         if found is None:
-            raise _user_error(f"{yaml_path}: '{key}' path {_short(p)} does not exist")
+            raise one_line_error(f"{yaml_path}: '{key}' path {shorten(p)} does not exist")
         out += found
     images = sorted(x for x in out if x.rpartition(".")[-1].lower() in IMG_FORMATS)
     if not images:
-        raise _user_error(f"{yaml_path}: no images found under '{key}' ({_short(entry)})")
+        raise one_line_error(f"{yaml_path}: no images found under '{key}' ({shorten(entry)})")
     return [str(Path(x).absolute()) for x in images]
 
 
@@ -230,35 +210,35 @@ def read_data_yaml(path: Path, shown: str | Path) -> dict[str, Any]:
     """The data.yaml's mapping, read with limits: size, encoding, no aliases, bounded nesting."""
     try:
         if not path.is_file():
-            raise _user_error(f"data file {shown} not found")
+            raise one_line_error(f"data file {shown} not found")
         with open(path, "rb") as f:
             raw = f.read(MAX_YAML_BYTES + 1)
     except (OSError, ValueError) as e:
-        raise _user_error(f"data file {shown}: cannot be read ({getattr(e, 'strerror', None) or e})") from e
+        raise one_line_error(f"data file {shown}: cannot be read ({getattr(e, 'strerror', None) or e})") from e
     if len(raw) > MAX_YAML_BYTES:
-        raise _user_error(f"{path}: larger than {MAX_YAML_BYTES >> 20} MiB, too large for a data.yaml")
+        raise one_line_error(f"{path}: larger than {MAX_YAML_BYTES >> 20} MiB, too large for a data.yaml")
     if b"\0" in raw:
-        raise _user_error(f"{path}: a binary file, not a data.yaml (YAML text)")
+        raise one_line_error(f"{path}: a binary file, not a data.yaml (YAML text)")
     try:
         text = raw.decode("utf-8")
         data = yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass: no arbitrary objects
     except UnicodeDecodeError as e:
-        raise _user_error(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+        raise one_line_error(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
     except _AliasFound as e:
-        raise _user_error(
-            f"{path}: YAML alias *{_short(e.anchor, 40)} at line {e.line}: aliases are not allowed in a data.yaml "
+        raise one_line_error(
+            f"{path}: YAML alias *{shorten(e.anchor, 40)} at line {e.line}: aliases are not allowed in a data.yaml "
             "(write the value out)"
         ) from None
     except RecursionError:
-        raise _user_error(f"{path}: nested too deeply to be a data.yaml") from None
+        raise one_line_error(f"{path}: nested too deeply to be a data.yaml") from None
     except yaml.YAMLError as e:
-        raise _user_error(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
+        raise one_line_error(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
     except ValueError as e:  # e.g. an integer of more than 4300 digits
-        raise _user_error(f"{path}: not valid YAML ({_short(str(e).split(';')[0])})") from None
+        raise one_line_error(f"{path}: not valid YAML ({shorten(str(e).split(';')[0])})") from None
     if data is None:
-        raise _user_error(f"{path}: the file is empty; expected a mapping with 'train', 'val' and 'names'")
+        raise one_line_error(f"{path}: the file is empty; expected a mapping with 'train', 'val' and 'names'")
     if not isinstance(data, dict):
-        raise _user_error(f"{path}: expected a mapping with 'train', 'val' and 'names', found {_kind(data)}")
+        raise one_line_error(f"{path}: expected a mapping with 'train', 'val' and 'names', found {_kind(data)}")
     return data
 
 
@@ -274,10 +254,10 @@ def _nc(data: dict[str, Any], path: Path) -> int | None:
         except (ValueError, OverflowError):
             nc = None
     if nc is None or nc < 1:
-        shown = "nothing" if raw is None else _short(repr(raw), 60)
-        raise _user_error(f"{path}: 'nc' must be a positive whole number of classes, not {shown}")
+        shown = "nothing" if raw is None else shorten(repr(raw), 60)
+        raise one_line_error(f"{path}: 'nc' must be a positive whole number of classes, not {shown}")
     if nc > MAX_CLASSES:
-        raise _user_error(f"{path}: 'nc: {nc}' is more classes than autotune supports (at most {MAX_CLASSES})")
+        raise one_line_error(f"{path}: 'nc: {nc}' is more classes than autotune supports (at most {MAX_CLASSES})")
     return nc
 
 
@@ -296,19 +276,19 @@ def _names_list(names: Any, path: Path) -> list[Any]:
     if isinstance(names, dict):
         index = {_class_index(k): v for k, v in names.items()}
         if len(index) != len(names) or set(index) != set(range(len(names))):
-            raise _user_error(
-                f"{path}: 'names' keys must be the class indices 0 to {len(names) - 1}, found {_short(list(names))}"
+            raise one_line_error(
+                f"{path}: 'names' keys must be the class indices 0 to {len(names) - 1}, found {shorten(list(names))}"
             )
         names = [index[i] for i in range(len(names))]
     if not isinstance(names, list):
-        raise _user_error(f"{path}: 'names' must be a list or a mapping of class index to name, not {_kind(names)}")
+        raise one_line_error(f"{path}: 'names' must be a list or a mapping of class index to name, not {_kind(names)}")
     if not names:
-        raise _user_error(f"{path}: 'names' is empty; give at least one class name")
+        raise one_line_error(f"{path}: 'names' is empty; give at least one class name")
     for i, name in enumerate(names):
         if isinstance(name, bool):  # YAML reads yes/no/on/off as true/false: Ultralytics would name it 'True'
-            raise _user_error(f"{path}: 'names' entry {i} reads as true/false; quote it, e.g. \"yes\"")
+            raise one_line_error(f"{path}: 'names' entry {i} reads as true/false; quote it, e.g. \"yes\"")
         if not isinstance(name, (str, int, float)):
-            raise _user_error(f"{path}: 'names' entry {i} must be a string or a number, not {_kind(name)}")
+            raise one_line_error(f"{path}: 'names' entry {i} must be a string or a number, not {_kind(name)}")
     return names
 
 
@@ -317,11 +297,11 @@ def class_names(data: dict[str, Any], path: Path) -> tuple[str, ...]:
     nc = _nc(data, path)
     if data.get("names") is None:
         if nc is None:
-            raise _user_error(f"{path}: give 'names' (or an integer 'nc')")
+            raise one_line_error(f"{path}: give 'names' (or an integer 'nc')")
         return tuple(f"class_{i}" for i in range(nc))
     names = _names_list(data["names"], path)
     if nc is not None and nc != len(names):
-        raise _user_error(f"{path}: 'names' has {len(names)} entries but 'nc' is {nc}")
+        raise one_line_error(f"{path}: 'names' has {len(names)} entries but 'nc' is {nc}")
     return tuple(str(n) for n in names)
 
 
@@ -334,13 +314,13 @@ def load_dataset(data_yaml: str | Path, *, check_labels: bool = False) -> Datase
     try:
         path = Path(data_yaml).expanduser()
     except RuntimeError as e:  # '~nosuchuser/...'
-        raise _user_error(f"data file {data_yaml}: {e}") from None
+        raise one_line_error(f"data file {data_yaml}: {e}") from None
     data = read_data_yaml(path, data_yaml)
     for key in ("train", "val"):
         if key not in data:
-            raise _user_error(f"{path}: '{key}:' key missing; 'train' and 'val' are required")
+            raise one_line_error(f"{path}: '{key}:' key missing; 'train' and 'val' are required")
         if data[key] is None or data[key] == "":
-            raise _user_error(f"{path}: '{key}:' has no value; give a folder, a list file or a list of those")
+            raise one_line_error(f"{path}: '{key}:' has no value; give a folder, a list file or a list of those")
     names = class_names(data, path)
     root = data_root(data, path)
     info = DatasetInfo(
@@ -359,151 +339,16 @@ def data_root(data: dict[str, Any], yaml_path: Path) -> Path:
     beside the YAML), or the YAML's own folder."""
     given = data.get("path")
     if given is not None and not isinstance(given, str):
-        raise _user_error(f"{yaml_path}: 'path' must be a folder path (a string), not {_kind(given)}")
+        raise one_line_error(f"{yaml_path}: 'path' must be a folder path (a string), not {_kind(given)}")
     try:
         root = Path(given or yaml_path.parent).expanduser()
         if not root.is_absolute():
             root = root.resolve() if root.exists() else (yaml_path.parent / root).resolve()
     except RuntimeError as e:  # '~nosuchuser'
-        raise _user_error(f"{yaml_path}: 'path' {_short(given)}: {e}") from None
+        raise one_line_error(f"{yaml_path}: 'path' {shorten(given)}: {e}") from None
     except (OSError, ValueError) as e:
         raise _os_error(yaml_path, e) from e
     return root
-
-
-def _numbers(row: list[str]) -> list[float] | str:
-    """The row's values rounded to float32 as numpy reads them (Ultralytics' limits apply to those), or the
-    problem."""
-    try:
-        values = array("f", map(float, row)).tolist()
-    except ValueError:
-        bad = next(t for t in row if not _is_float(t))
-        return f"{_short(bad, 40)!r} is not a number"
-    for token, v in zip(row, values, strict=True):
-        if not math.isfinite(v):  # NaN, infinity, or beyond float32 (numpy reads it as infinity)
-            too_large = math.isfinite(float(token))
-            return f"{_short(token, 40)!r} is {'too large' if too_large else 'not a finite number'}"
-    return values
-
-
-def _is_float(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
-def _class_problem(token: str, value: float, nc: int) -> str | None:
-    if not value.is_integer():
-        return f"class {token} is not a whole number"
-    if value < 0:
-        return f"class {token} is negative"
-    if value >= nc:
-        return f"class {token} is out of range: {nc} classes means 0 to {nc - 1}"
-    return None
-
-
-def _box_problem(names: tuple[str, ...], values: list[float], shown: list[str]) -> str | None:
-    """Ultralytics' bounds on x, y, width, height: at most 1.01, at least -0.01, width and height not negative."""
-    for name, v, token in zip(names, values, shown, strict=True):
-        if v > COORD_MAX:
-            return f"{name} {token} is above 1"
-        if v < COORD_MIN or (v < 0 and name in ("width", "height")):
-            return f"{name} {token} is negative"
-    return None
-
-
-def _f32(value: float) -> float:
-    return array("f", [value])[0]
-
-
-def _polygon_box(values: list[float]) -> list[float]:
-    """The box Ultralytics makes of a polygon (segments2boxes, xyxy2xywh) with its float32 arithmetic."""
-    xs, ys = values[0::2], values[1::2]
-    x1, x2, y1, y2 = min(xs), max(xs), min(ys), max(ys)
-    return [_f32(x1 + x2) / 2, _f32(y1 + y2) / 2, _f32(x2 - x1), _f32(y2 - y1)]
-
-
-def label_line_problem(row: list[str], polygons: bool, nc: int) -> str | None:
-    """What Ultralytics' verify_image_label refuses in one split label line, None when it takes it.
-
-    `polygons`: the file has a line of more than 6 values, so Ultralytics reads every line as class + x y pairs.
-    """
-    if not polygons and len(row) != 5:
-        return f"expected 5 values (class x y width height), found {len(row)}"
-    if polygons and len(row) == 5:
-        return "a box line among polygon lines (Ultralytics refuses the mix)"
-    if polygons and (len(row) < 3 or len(row) % 2 == 0):
-        return f"a polygon line needs a class and x y pairs, found {len(row)} values"
-    values = _numbers(row)
-    if isinstance(values, str):
-        return values
-    problem = _class_problem(row[0], values[0], nc)
-    if problem or not polygons:
-        return problem or _box_problem(("x", "y", "width", "height"), values[1:], row[1:])
-    box = _polygon_box(values[1:])
-    names = ("box center x", "box center y", "box width", "box height")
-    return _box_problem(names, box, [f"{v:.6g}" for v in box])
-
-
-def label_file_problem(lbl: str, nc: int) -> str | None:
-    """The first problem in one label file (a regular file) that makes Ultralytics drop its image as corrupt; None
-    when fine."""
-    try:
-        with open(lbl, encoding="utf-8-sig") as f:
-            text = f.read()
-    except UnicodeDecodeError:
-        return "not UTF-8 text"
-    except OSError as e:
-        return f"cannot be read ({e.strerror or e})"
-    lines = [line.split() for line in text.splitlines()]
-    if _boxes_fine([row for row in lines if row], nc):
-        return None
-    rows = [(i, row) for i, row in enumerate(lines, 1) if row]
-    polygons = any(len(row) > 6 for _, row in rows)
-    for i, row in rows:
-        problem = label_line_problem(row, polygons, nc)
-        if problem:
-            return f"line {i}: {problem}"
-    return None
-
-
-def _boxes_fine(rows: list[list[str]], nc: int) -> bool:
-    """The common file (box lines only, all within bounds) checked in one float32 pass; False sends it to the
-    line-by-line check, which says what is wrong (or accepts polygons)."""
-    if any(len(row) != 5 for row in rows):
-        return False
-    try:
-        v = array("f", map(float, chain.from_iterable(rows)))
-    except ValueError:
-        return False
-    if not v:
-        return True
-    if not math.isfinite(sum(v)):  # a NaN or infinity anywhere (finite float32 values cannot overflow the sum)
-        return False
-    cls, xy, wh = v[0::5], v[1::5] + v[2::5], v[3::5] + v[4::5]
-    classes_ok = min(cls) >= 0 and max(cls) < nc and all(map(float.is_integer, cls))
-    return classes_ok and min(xy) >= COORD_MIN and min(wh) >= 0 and max(max(xy), max(wh)) <= COORD_MAX
-
-
-def check_label_files(images: Iterable[str], nc: int, yaml_path: Path) -> None:
-    """Refuse label files Ultralytics would silently drop as corrupt (training would differ from what the user
-    thinks): one line naming the first bad file and what is wrong, and how many are bad."""
-    first, bad, total = None, 0, 0
-    for lbl in dict.fromkeys(map(label_path, images)):  # an image in both splits is checked once
-        if not os.path.isfile(lbl):  # no label file: a background image; Ultralytics reads regular files only
-            continue
-        total += 1
-        problem = label_file_problem(lbl, nc)
-        if problem:
-            bad += 1
-            first = first or f"{lbl}: {problem}"
-    if first:
-        raise _user_error(
-            f"{yaml_path}: bad label file {first} ({bad} of {total} label files are bad; Ultralytics would drop "
-            "their images as corrupt)"
-        )
 
 
 def count_objects(images: list[str] | tuple[str, ...]) -> list[int]:
@@ -532,82 +377,6 @@ def choose_subset(counts: list[int], n: int, seed: int, top_share: float = 0.1) 
     return sorted(chosen)
 
 
-def header_size(path: str) -> tuple[int, int] | None:
-    """(width, height) from the file header (no decoding); None when it cannot be read.
-
-    Once Ultralytics is imported, PIL's Image.open is its patch, which meets an unknown format by trying to
-    install and import pi-heif: that ImportError means "unreadable" here too (YOLO_OFFLINE stops the install).
-    """
-    from PIL import Image
-
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, ImportError, Image.DecompressionBombError):
-        return None
-
-
-def image_sizes(paths: list[str] | tuple[str, ...]) -> list[tuple[int, int]]:
-    """(width, height) of each readable image, from its header alone (no decoding)."""
-    return [s for s in map(header_size, paths) if s is not None]
-
-
 def stale_npy(images: list[str] | tuple[str, ...]) -> list[str]:
     """.npy files beside the user's images: Ultralytics loads them in every cache mode when newer than the image."""
     return [str(Path(im).with_suffix(".npy")) for im in images if Path(im).with_suffix(".npy").exists()]
-
-
-@dataclass(frozen=True)
-class StagedSubset:
-    root: str
-    data_yaml: str
-    train: tuple[str, ...]  # staged paths (links), same order as sources
-    val: tuple[str, ...]
-    train_sources: tuple[str, ...]
-    val_sources: tuple[str, ...]
-    train_objects: tuple[int, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _link_split(split: str, sources: list[str], root: Path) -> list[str]:
-    img_dir, lbl_dir = root / split / "images", root / split / "labels"
-    img_dir.mkdir(parents=True)
-    lbl_dir.mkdir(parents=True)
-    staged = []
-    for k, src in enumerate(sources):
-        # a numbered name keeps images from different source folders apart and keeps the original extension
-        name = f"{k:07d}_{Path(src).name}"
-        dst = img_dir / name
-        os.symlink(src, dst)
-        lbl = label_path(src)
-        if os.path.exists(lbl):
-            os.symlink(lbl, lbl_dir / (dst.stem + ".txt"))
-        staged.append(str(dst))
-    return staged
-
-
-def stage(info: DatasetInfo, train_idx: list[int], val_idx: list[int], root: Path, counts: list[int]) -> StagedSubset:
-    """Link the chosen images and their labels into root/{train,val}/{images,labels} and write a data.yaml."""
-    train_src = [info.train[i] for i in train_idx]
-    val_src = [info.val[i] for i in val_idx]
-    train = _link_split("train", train_src, root)
-    val = _link_split("val", val_src, root)
-    data_yaml = root / "data.yaml"
-    data_yaml.write_text(
-        yaml.safe_dump(
-            {"path": str(root), "train": "train/images", "val": "val/images", "names": dict(enumerate(info.names))},
-            sort_keys=False,
-        )
-    )
-    return StagedSubset(
-        root=str(root),
-        data_yaml=str(data_yaml),
-        train=tuple(train),
-        val=tuple(val),
-        train_sources=tuple(train_src),
-        val_sources=tuple(val_src),
-        train_objects=tuple(counts[i] for i in train_idx),
-    )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,3 +100,24 @@ def write_one(job: Job) -> tuple[str, int]:
     payload = data if new is None else new
     atomic_write(dst, payload)
     return outcome, len(payload)
+
+
+def header_size(path: str) -> tuple[int, int] | None:
+    """(width, height) from the file header (no decoding); None when it cannot be read.
+
+    Once Ultralytics is imported, PIL's Image.open is its patch, which meets an unknown format by trying to
+    install and import pi-heif: that ImportError means "unreadable" here too (YOLO_OFFLINE stops the install).
+    """
+    from PIL import Image
+
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ImportError, Image.DecompressionBombError):
+        return None
+
+
+def image_sizes(paths: list[str] | tuple[str, ...]) -> list[tuple[int, int]]:
+    """(width, height) of each readable image, from its header alone (no decoding)."""
+    return [s for s in map(header_size, paths) if s is not None]

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from autotune.measure.dataset import choose_subset, count_objects, load_dataset, stage
+from autotune.measure.dataset import choose_subset, count_objects, load_dataset
+from autotune.measure.staging import stage
 from autotune.measure.stats import mean, median, settle_window
 from autotune.measure.timing import IterationRecorder
 from autotune.records.config import ProbeOptions, TrainConfig, Workload

@@ -68,7 +68,7 @@ def resolve(req: ProbeRequest, resolve_data: Callable[[str | None], str]) -> Res
     )
     model = resolve_model(req.model)
     workload = Workload(data=resolve_data(req.data), model=model, epochs=req.epochs)
-    load_dataset(workload.data)  # bad data fails here with one line, before any subprocess starts
+    load_dataset(workload.data, check_labels=True)  # bad data fails here with one line, before any subprocess
     notes = []
     if config.device == "cpu":
         notes.append("CPU only: no GPU found or --device cpu; timings are for this CPU")

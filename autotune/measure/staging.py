@@ -6,26 +6,75 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from autotune.measure import pagecache
-from autotune.measure.dataset import (
-    DatasetInfo,
-    StagedSubset,
-    choose_subset,
-    count_objects,
-    image_sizes,
-    load_dataset,
-    stage,
-    stale_npy,
-)
-from autotune.measure.images import RESIZED, shrink_encoded
+from autotune.measure.dataset import DatasetInfo, choose_subset, count_objects, load_dataset, stale_npy
+from autotune.measure.images import RESIZED, image_sizes, shrink_encoded
+from autotune.measure.labels import label_path
 from autotune.measure.machine import available_ram_bytes
 from autotune.measure.ultralytics_glue import expected_workers, workers_note
 from autotune.records.config import ProbeOptions, TrainConfig, Workload
 from autotune.records.probe import CacheCost
+
+
+@dataclass(frozen=True)
+class StagedSubset:
+    root: str
+    data_yaml: str
+    train: tuple[str, ...]  # staged paths (links), same order as sources
+    val: tuple[str, ...]
+    train_sources: tuple[str, ...]
+    val_sources: tuple[str, ...]
+    train_objects: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _link_split(split: str, sources: list[str], root: Path) -> list[str]:
+    img_dir, lbl_dir = root / split / "images", root / split / "labels"
+    img_dir.mkdir(parents=True)
+    lbl_dir.mkdir(parents=True)
+    staged = []
+    for k, src in enumerate(sources):
+        # a numbered name keeps images from different source folders apart and keeps the original extension
+        name = f"{k:07d}_{Path(src).name}"
+        dst = img_dir / name
+        os.symlink(src, dst)
+        lbl = label_path(src)
+        if os.path.exists(lbl):
+            os.symlink(lbl, lbl_dir / (dst.stem + ".txt"))
+        staged.append(str(dst))
+    return staged
+
+
+def stage(info: DatasetInfo, train_idx: list[int], val_idx: list[int], root: Path, counts: list[int]) -> StagedSubset:
+    """Link the chosen images and their labels into root/{train,val}/{images,labels} and write a data.yaml."""
+    train_src = [info.train[i] for i in train_idx]
+    val_src = [info.val[i] for i in val_idx]
+    train = _link_split("train", train_src, root)
+    val = _link_split("val", val_src, root)
+    data_yaml = root / "data.yaml"
+    data_yaml.write_text(
+        yaml.safe_dump(
+            {"path": str(root), "train": "train/images", "val": "val/images", "names": dict(enumerate(info.names))},
+            sort_keys=False,
+        )
+    )
+    return StagedSubset(
+        root=str(root),
+        data_yaml=str(data_yaml),
+        train=tuple(train),
+        val=tuple(val),
+        train_sources=tuple(train_src),
+        val_sources=tuple(val_src),
+        train_objects=tuple(counts[i] for i in train_idx),
+    )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import UserError
-from autotune.measure.dataset import image_sizes, load_dataset
+from autotune.measure.dataset import load_dataset
+from autotune.measure.images import image_sizes
 from autotune.measure.machine import default_device, default_workers
 from autotune.measure.ultralytics_glue import resolve_model
 from autotune.records.config import SOURCES, ProbeOptions, TrainConfig, Workload
@@ -90,7 +91,7 @@ def make_plan(req: SearchRequest, machine: Machine, resolve_data: Callable[[str 
         check_study_name(req.study)
     model = resolve_model(req.model)
     workload = Workload(data=resolve_data(req.data), model=model, epochs=req.epochs)
-    info = load_dataset(workload.data)
+    info = load_dataset(workload.data, check_labels=True)  # label files read once, here, before any probe
     cpu_only = device == "cpu"
     notes: list[str] = []
     limit_total = machine.gpus[int(device)].memory_bytes if not cpu_only and machine.gpus else machine.ram_bytes

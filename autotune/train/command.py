@@ -90,7 +90,7 @@ def new_run(
 ) -> NewRun:
     """Resolve the run's settings, measure the phases the study lacks, and make the run's record."""
     machine = fingerprint()
-    info = load_dataset(source.workload.data)
+    info = load_dataset(source.workload.data, check_labels=True)
     h = ho.make_handover(source, recipe, len(info.train), info.nc, machine)
     before_phases(h)
     phases = ho.gather_phases(h, source, machine, measure, probe_phase, on_note)
