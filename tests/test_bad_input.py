@@ -430,7 +430,6 @@ DATA_CASES = [
         "data-name-300-chars",
         ["probe", "--device", "cpu", "--data", f"{{in}}/{LONG}.yaml"],
         "too long",
-        fail="traceback: OSError [Errno 36] File name too long (Path.is_file in load_dataset)",
     ),
     case("data-empty-file", ["probe", "--device", "cpu", "--data", "{in}/d.yaml"], "expected a mapping", data_yaml("")),
     case(
@@ -466,20 +465,20 @@ DATA_CASES = [
     case(
         "data-alias-bomb",
         ["probe", "--device", "cpu", "--data", "{in}/d.yaml"],
-        "'train:' key missing",
+        "aliases are not allowed",
         data_yaml(alias_bomb()),
         timeout=30,
     ),
     case(
         "data-binary-garbage",
         ["probe", "--device", "cpu", "--data", "{in}/d.yaml"],
-        "not valid YAML",
+        "a binary file, not a data.yaml",
         data_yaml(bytes(range(256))[::-1] * 4),
     ),
     case(
         "data-not-utf8",
         ["probe", "--device", "cpu", "--data", "{in}/d.yaml"],
-        "not valid YAML",
+        "not UTF-8 text",
         data_yaml("path: /x\ntrain: a\nval: b\nnames: [caf\xe9]\n".encode("latin-1")),
     ),
     case(
@@ -493,7 +492,6 @@ DATA_CASES = [
         ["probe", "--device", "cpu", "--data", "{in}/d.yaml"],
         "'nc'",
         data_yaml(GOOD_SPLITS + "nc: three\nnames: [a, b, c]\n"),
-        fail="traceback: ValueError invalid literal for int() with base 10: 'three'",
     ),
     case(
         "nc-minus-one-no-names",
@@ -518,14 +516,12 @@ DATA_CASES = [
         ["probe", "--device", "cpu", "--data", "{in}/d.yaml"],
         "'nc'",
         data_yaml(GOOD_SPLITS + "nc: true\n"),
-        fail="accepted (nc: true read as 1 class): a probe starts",
     ),
     case(
         "path-a-list",
         ["probe", "--device", "cpu", "--data", "{in}/d.yaml"],
         "'path'",
         data_yaml("path: [1, 2]\ntrain: images/train\nval: images/val\nnames: [a]\n"),
-        fail="traceback: TypeError expected str, bytes or os.PathLike object, not list (data_root)",
     ),
     case(
         "path-300-chars",
@@ -539,7 +535,6 @@ DATA_CASES = [
         ["probe", "--device", "cpu", "--data", "{in}/d.yaml"],
         "'names'",
         data_yaml(GOOD_SPLITS + "names: {0: a, 2: b}\n"),
-        fail="accepted (names 0 and 2 read as 2 classes): a probe starts",
     ),
     case(
         "names-key-not-int",
@@ -570,14 +565,12 @@ DATA_CASES = [
         ["probe", "--device", "cpu", "--data", "{in}/d.yaml"],
         "'names'",
         data_yaml(GOOD_SPLITS + "names: [[a, b], c]\n"),
-        fail="accepted (a class named \"['a', 'b']\"): a probe starts",
     ),
     case(
         "names-null-entry",
         ["probe", "--device", "cpu", "--data", "{in}/d.yaml"],
         "'names'",
         data_yaml(GOOD_SPLITS + "names: [a, null]\n"),
-        fail="accepted (a class named 'None'): a probe starts",
     ),
     case(
         "train-key-missing",
@@ -638,7 +631,6 @@ DATA_CASES = [
         ["probe", "--device", "cpu", "--data", "{in}/d.yaml"],
         "train.txt",
         train_list(b"\xff\xfe\x00bad\n"),
-        fail="traceback: UnicodeDecodeError reading the train list file (images_in)",
     ),
     case(
         "train-list-missing-images",
@@ -652,42 +644,36 @@ DATA_CASES = [
         ["probe", "--device", "cpu", "--data", "{in}/d.yaml"],
         "'train'",
         data_yaml("path: {ds}\ntrain: images/train/im0.jpg\nval: images/val\nnames: [a, b, c]\n"),
-        fail="traceback: UnicodeDecodeError (the JPEG is read as a list file)",
     ),
     case(
         "label-class-id-too-big",
         ["probe", "--device", "cpu", "--data", "{in}/ds/data.yaml"],
         "im1.txt",
         bad_label("7 0.5 0.5 0.2 0.2"),
-        fail="labels are not read: a probe starts",
     ),
     case(
         "label-three-fields",
         ["probe", "--device", "cpu", "--data", "{in}/ds/data.yaml"],
         "im1.txt",
         bad_label("0 0.5 0.5"),
-        fail="labels are not read: a probe starts",
     ),
     case(
         "label-not-numbers",
         ["probe", "--device", "cpu", "--data", "{in}/ds/data.yaml"],
         "im1.txt",
         bad_label("helmet left top wide tall"),
-        fail="labels are not read: a probe starts",
     ),
     case(
         "label-negative-coordinate",
         ["probe", "--device", "cpu", "--data", "{in}/ds/data.yaml"],
         "im1.txt",
         bad_label("0 -0.5 0.5 0.2 0.2"),
-        fail="labels are not read: a probe starts",
     ),
     case(
         "label-coordinate-above-one",
         ["probe", "--device", "cpu", "--data", "{in}/ds/data.yaml"],
         "im1.txt",
         bad_label("0 1.5 0.5 0.2 0.2"),
-        fail="labels are not read: a probe starts",
     ),
     case(
         "train-symlink-loop",
@@ -715,7 +701,6 @@ DATA_CASES = [
         ["search", "--device", "cpu", "--data", "{in}/ds/data.yaml"],
         "im1.txt",
         bad_label("7 0.5 0.5 0.2 0.2"),
-        fail="labels are not read: the search starts",
     ),
     case(
         "profile-data-malformed",
@@ -735,7 +720,6 @@ DATA_CASES = [
         ["resize", "--imgsz", "32", "--data", "{in}/d.yaml"],
         "'nc'",
         data_yaml(GOOD_SPLITS + "nc: three\nnames: [a, b, c]\n"),
-        fail="traceback: ValueError invalid literal for int() with base 10: 'three'",
     ),
 ]
 
@@ -884,7 +868,6 @@ ENUM_CASES = [
         "probe-source-zipped",
         [*PROBE, "--source", "zipped"],
         "source must be",
-        fail="3 lines: the two 'CPU only' notes are printed before --source is checked",
     ),
     case("probe-device-gpu", [*PROBE[:-2], "--device", "gpu"], "device must be"),
     case("probe-device-minus-1", [*PROBE[:-2], "--device", "-1"], "device must be"),
@@ -924,8 +907,8 @@ def storage_cases(cmd: str, base: list[str]) -> list[Any]:
         ("ftp", "ftp://x", None),
         ("not-a-url", "not a url", None),
         ("sqlite-missing-dir", "sqlite:////nonexistent/dir/x.db", None),
-        ("pg-empty-user", f"postgresql://:{SECRET}@127.0.0.1:1/db", "password shown (mask_url needs a user name)"),
-        ("pg-query-password", f"postgresql://u@127.0.0.1:1/db?password={SECRET}", "password in the query shown"),
+        ("pg-empty-user", f"postgresql://:{SECRET}@127.0.0.1:1/db", None),
+        ("pg-query-password", f"postgresql://u@127.0.0.1:1/db?password={SECRET}", None),
         ("pg-escaped-password", "postgresql://u:p%40ss@127.0.0.1:1/db", None),
     ]
     out = []
@@ -945,18 +928,14 @@ STORAGE_CASES = [
 ]
 
 STUDY_CASES = [
-    *[
-        case(f"search-study-{n}", [*SEARCH, "--study", s], "study name", fail="accepted: the search starts")
-        for n, s in STUDY_NAMES
-    ],
-    case("search-study-empty", [*SEARCH, "--study", ""], "study name", fail="'' taken as no name: the search starts"),
+    *[case(f"search-study-{n}", [*SEARCH, "--study", s], "study name") for n, s in STUDY_NAMES],
+    case("search-study-empty", [*SEARCH, "--study", ""], "study name"),
     *[case(f"report-study-{n}", ["report", "--study", s], "study name", storage="finished") for n, s in STUDY_NAMES],
     case(
         "report-study-empty",
         ["report", "--study", ""],
         "study name",
         storage="finished",
-        fail="'' taken as 'the latest study': exit 0, report written to reports/test/",
     ),
     *[case(f"train-study-{n}", ["train", "--study", s], "study name", storage="finished") for n, s in STUDY_NAMES],
     case(
@@ -969,35 +948,20 @@ STUDY_CASES = [
     case("report-no-study-yet", ["report"], "no study yet", no_db=True),
     case("report-json-no-study-yet", ["report", "--json"], "no study yet", no_db=True),
     case("report-named-study-none-yet", ["report", "--study", "x"], "no study yet", no_db=True),
-    case(
-        "train-best-no-study-yet",
-        ["train", "--best"],
-        "no autotune study",
-        no_db=True,
-        fail="creates an empty cache/studies.db",
-    ),
+    case("train-best-no-study-yet", ["train", "--best"], "no study yet", no_db=True),
     case(
         "train-named-study-none-yet",
         ["train", "--study", "x"],
         "no study",
         no_db=True,
-        fail="creates an empty cache/studies.db",
     ),
     case("train-best-foreign-study-only", ["train", "--best"], "no autotune study", storage="foreign"),
     case("report-study-unknown", ["report", "--study", "nope"], "no study named", storage="finished"),
     # a machine autotune never ran on: no cache folder yet
     case("fresh-report-no-study-yet", ["report"], "no study yet", no_db=True, fresh=True),
-    case(
-        "fresh-train-best-no-study-yet", ["train", "--best"], "no autotune study", no_db=True, fresh=True, fail=NO_CACHE
-    ),
-    case(
-        "fresh-train-profile-missing",
-        ["train", "--profile", "{in}/missing.yaml"],
-        "not found",
-        fresh=True,
-        fail=NO_CACHE + " (before the profile is read)",
-    ),
-    case("fresh-search-study-space", [*SEARCH, "--study", "a b"], "study name", fresh=True, fail=NO_CACHE),
+    case("fresh-train-best-no-study-yet", ["train", "--best"], "no study yet", no_db=True, fresh=True),
+    case("fresh-train-profile-missing", ["train", "--profile", "{in}/missing.yaml"], "not found", fresh=True),
+    case("fresh-search-study-space", [*SEARCH, "--study", "a b"], "study name", fresh=True),
     case("fresh-search-batch-1-to-1e9", [*SEARCH, "--batch", "1-1000000000"], "batch", fresh=True, fail=NO_CACHE),
 ]
 
@@ -1040,14 +1004,12 @@ TRAIN_CASES = [
         ["train", "--profile", "{in}/p.yaml"],
         "p.json",
         profile_file(sidecar="{not json"),
-        fail="traceback: json.decoder.JSONDecodeError",
     ),
     case(
         "train-profile-sidecar-json-list",
         ["train", "--profile", "{in}/p.yaml"],
         "p.json",
         profile_file(sidecar="[1, 2]"),
-        fail="traceback: AttributeError 'list' object has no attribute 'get'",
     ),
     case("train-unknown-key", ["train", "--best", "foo=1"], "not an Ultralytics setting"),
     case("train-batch-pass-through", ["train", "--best", "batch=64"], "cannot be changed"),
@@ -1079,7 +1041,6 @@ OUT_CASES = [
         [*PROFILE, "--out", "{in}/file.txt"],
         "not a folder",
         a_file,
-        fail="not checked before the work: the profile starts",
     ),
     case(
         "report-out-is-a-file",
@@ -1087,7 +1048,6 @@ OUT_CASES = [
         "not a folder",
         a_file,
         storage="finished",
-        fail="traceback: FileExistsError when writing the report",
     ),
     case(
         "report-out-under-a-file",
@@ -1192,9 +1152,6 @@ FRESH_PROCESS = [
         ["probe", "--data", "{data}", "--device", "cpu", "--model", "yolo99z.yaml"],
         "unknown model",
         id="model-unknown",
-        marks=pytest.mark.xfail(
-            strict=True, reason="4 lines: Ultralytics' first import prints its 'Creating new ... Settings' message"
-        ),
     ),
 ]
 

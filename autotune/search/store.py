@@ -135,7 +135,8 @@ def open_storage(url: str | None, create: bool = True) -> Any:
     path = _sqlite_file(url)
     if path is not None:
         if not create and not path.is_file():
-            raise UserError("no study yet: run `autotune search` first" + ("" if url == default_url() else f" ({url})"))
+            where = "" if url == default_url() else f" in storage {mask_url(url)}"
+            raise UserError(f"no study yet{where}: run `autotune search` first")
         if create:
             if url == default_url():
                 path.parent.mkdir(parents=True, exist_ok=True)
