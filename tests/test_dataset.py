@@ -279,7 +279,7 @@ def test_label_check_agrees_with_ultralytics(tmp_path):
     import numpy as np
 
     verify_image_label = pytest.importorskip("ultralytics.data.utils").verify_image_label
-    from autotune.dataset import label_file_problem
+    from autotune.measure.labels import label_file_problem
 
     image, label = tmp_path / "im.jpg", tmp_path / "im.txt"
     cv2.imwrite(str(image), np.zeros((32, 32, 3), np.uint8))
@@ -326,7 +326,7 @@ def test_folder_walk_lists_what_glob_lists(tmp_path):
     """Links that are not loops are followed as glob follows them: the same paths, duplicates included."""
     import glob
 
-    from autotune.dataset import images_in
+    from autotune.measure.dataset import images_in
 
     root, outside = tmp_path / "images" / "train", tmp_path / "outside"
     for rel in ["a.jpg", "sub/b.png", "sub/v1.0/c.JPG", ".hidden/d.jpg", ".e.jpg", "noext", "sub/f.x.y"]:

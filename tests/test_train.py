@@ -567,7 +567,7 @@ def _bad(args, expected):
 
 def test_bad_input(tmp_path, fake_study):
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
-    _bad(["train", "--best", "--storage", empty], "no study yet: run `autotune search` first")
+    _bad(["train", "--best", "--storage", empty], "no study yet in storage")
     assert not (tmp_path / "empty.db").exists()  # asking leaves no empty database behind
     _bad(["train", "--study", "nope", "--storage", fake_study], "no study named 'nope'")
     _bad(["train"], "say what to train")
