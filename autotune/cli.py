@@ -5,22 +5,55 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer import _click as click
+from typer.core import TyperGroup
 
 from autotune.errors import UserError
 
+err = Console(stderr=True)
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[0] if lines else text.strip()
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (an unknown option, a missing value, a word that is not a number) as one line on stderr and
+    exit code 2, like every other bad input, instead of click's usage box."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as e:
+            e.show()
+            rv = 2
+        except click.exceptions.ClickException as e:
+            message = _first_line(e.format_message())
+            err.print(f"[red]autotune: error:[/red] {message[:1].lower()}{message[1:]}", highlight=False, soft_wrap=True,
+                      markup=True)  # fmt: skip
+            rv = e.exit_code
+        except typer.Abort:  # Ctrl-C at a prompt, or a pipe closed
+            rv = 130
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     help="Measure how fast Ultralytics YOLO training runs on this machine, and find faster settings.",
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
 
 
 def user_errors(fn: Callable[..., None]) -> Callable[..., None]:

@@ -1088,24 +1088,18 @@ OUT_CASES = [
     ),
 ]
 
-USAGE = "click's usage error: 'Usage:', 'Try ... --help', then a boxed message (5-6 lines, no 'autotune: error:')"
-# expected: the option, value or word at fault (whatever the wording of the fixed message)
+# expected: the option, value or word at fault
 USAGE_CASES = [
-    case("probe-unknown-option", [*PROBE, "--bogus"], "--bogus", fail=USAGE),
-    case("report-unknown-option", ["report", "--bogus"], "--bogus", fail=USAGE),
-    case("resize-without-imgsz", ["resize", "--data", "{data}"], "--imgsz", fail=USAGE),
-    case("probe-extra-argument", [*PROBE, "extra"], "extra", fail=USAGE),
-    case("resize-extra-argument", [*RESIZE, "--imgsz", "32", "extra"], "extra", fail=USAGE),
-    case("probe-batch-not-a-number", [*PROBE, "--batch", "x"], "--batch", fail=USAGE),
-    case("probe-timeout-not-a-number", [*PROBE, "--timeout", "abc"], "--timeout", fail=USAGE),
-    case("demo-images-not-a-number", ["demo-data", "--images", "many"], "--images", fail=USAGE),
-    case(
-        "search-budget-without-value",
-        ["search", "--budget"],
-        "--budget",
-        fail="click's usage error: a boxed 'requires an argument' (3 lines, no 'autotune: error:')",
-    ),
-    case("unknown-command", ["frobnicate"], "frobnicate", fail=USAGE),
+    case("probe-unknown-option", [*PROBE, "--bogus"], "no such option: --bogus"),
+    case("report-unknown-option", ["report", "--bogus"], "no such option: --bogus"),
+    case("resize-without-imgsz", ["resize", "--data", "{data}"], "missing option '--imgsz'"),
+    case("probe-extra-argument", [*PROBE, "extra"], "extra"),
+    case("resize-extra-argument", [*RESIZE, "--imgsz", "32", "extra"], "extra"),
+    case("probe-batch-not-a-number", [*PROBE, "--batch", "x"], "--batch"),
+    case("probe-timeout-not-a-number", [*PROBE, "--timeout", "abc"], "--timeout"),
+    case("demo-images-not-a-number", ["demo-data", "--images", "many"], "--images"),
+    case("search-budget-without-value", ["search", "--budget"], "--budget"),
+    case("unknown-command", ["frobnicate"], "no such command 'frobnicate'"),
 ]
 
 CASES = [
