@@ -12,12 +12,18 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer import _click as click
 from typer.core import TyperGroup
 
 from autotune.errors import UserError
 
 err = Console(stderr=True)
+
+
+def _error_line(message: str) -> None:
+    """The one line bad input gets: 'autotune: error: ...' on stderr (the message is text, never Rich markup)."""
+    err.print(f"[red]autotune: error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _first_line(text: str) -> str:
@@ -37,8 +43,7 @@ class OneLineErrors(TyperGroup):
             rv = 2
         except click.exceptions.ClickException as e:
             message = _first_line(e.format_message())
-            err.print(f"[red]autotune: error:[/red] {message[:1].lower()}{message[1:]}", highlight=False, soft_wrap=True,
-                      markup=True)  # fmt: skip
+            _error_line(message[:1].lower() + message[1:])
             rv = e.exit_code
         except typer.Abort:  # Ctrl-C at a prompt, or a pipe closed
             rv = 130
@@ -64,7 +69,7 @@ def user_errors(fn: Callable[..., None]) -> Callable[..., None]:
         try:
             fn(*args, **kwargs)
         except UserError as e:
-            err.print(f"[red]autotune: error:[/red] {e}", highlight=False, soft_wrap=True, markup=True)
+            _error_line(str(e))
             raise typer.Exit(2) from None
 
     return wrapper

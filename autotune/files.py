@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from autotune.errors import UserError
+
 
 def cache_root() -> Path:
     """autotune's folder: $AUTOTUNE_CACHE, else $XDG_CACHE_HOME/autotune, else ~/.cache/autotune."""
@@ -31,4 +33,17 @@ def atomic_write(path: Path, data: bytes | str) -> Path:
     except BaseException:  # cleanup, then the same error: Ctrl-C included
         tmp.unlink(missing_ok=True)
         raise
+    return path
+
+
+def check_out_folder(path: Path, flag: str = "--out") -> Path:
+    """A folder autotune may create or write into: not a file, and not under one (checked before any work, so a bad
+    --out is one line, not an error after minutes of measuring)."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{flag} {path}: {parent} is a file, not a folder")
+            break
     return path

@@ -176,8 +176,8 @@ def _bad(args: list[str], expected: str):
 @pytest.mark.parametrize(
     ("imgsz", "out", "expected"),
     [
-        ("0", "o", "imgsz must be a positive number"),
-        ("-64", "o", "imgsz must be a positive number"),
+        ("0", "o", "imgsz must be a whole number from 32"),
+        ("-64", "o", "imgsz must be a whole number from 32"),
         ("1000", "o", "nothing to do"),
         ("64", "ds", "is the dataset"),
         ("64", "ds/images/small", "is inside the dataset"),

@@ -581,7 +581,7 @@ def test_bad_input(tmp_path, fake_study):
     _bad(["train", "--study", "s", "--storage", fake_study, "lr00=0.1"], "not an Ultralytics setting")
     _bad(["train", "--study", "s", "--storage", fake_study, "batch=64"], "it was measured")
     _bad(["train", "--study", "s", "--storage", fake_study, "--epoch", "3"], "no such option: --epoch")
-    _bad(["train", "--study", "s", "--storage", fake_study, "--epochs", "0"], "epochs must be >= 1")
+    _bad(["train", "--study", "s", "--storage", fake_study, "--epochs", "0"], "epochs must be a whole number from 1")
     _bad(["train", "--study", "s", "--storage", fake_study, "--optimizer", "Lion"], "unknown optimizer")
     _bad(["train", "--study", "s", "--storage", fake_study, "--resume", "--epochs", "3"], "drop the other")
 

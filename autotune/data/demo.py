@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -28,7 +29,7 @@ import yaml
 from autotune.data.demo_draw import CLASSES, Box, DemoSpec, render_frame, split_sizes
 from autotune.data.filewrite import spawn_can_start, worker_init
 from autotune.errors import UserError
-from autotune.files import atomic_write, cache_root
+from autotune.files import atomic_write, cache_root, check_out_folder
 
 GENERATOR = "ppe-v1"  # bump when the renderer changes, so cached datasets are not silently mixed
 MARKER = ".autotune-demo.json"
@@ -117,6 +118,23 @@ def _data_yaml_text(root: Path) -> str:
     )
 
 
+BYTES_PER_PIXEL = 0.35  # JPEG at quality 90 of these textured frames: 1280x720 is ~0.3 MB (291 MiB per 1000 here)
+DISK_MARGIN = 1.1
+
+
+def check_room(root: Path, frames: int, spec: DemoSpec) -> None:
+    """Refuse, before writing anything, a dataset the disk under `root` cannot hold (an estimate, 10% margin)."""
+    need = int(frames * spec.width * spec.height * BYTES_PER_PIXEL * DISK_MARGIN)
+    where = next(p for p in (root, *root.parents) if p.exists())
+    free = shutil.disk_usage(where).free
+    if need > free:
+        gib = 2**30
+        raise UserError(
+            f"Demo dataset of {frames} {spec.width}x{spec.height} frames needs ~{need / gib:.1f} GiB; "
+            f"{free / gib:.1f} GiB free under {where}: fewer --images, a smaller --size or another --out"
+        )
+
+
 def write_demo_dataset(
     spec: DemoSpec,
     out: Path | None = None,
@@ -142,8 +160,7 @@ def write_demo_dataset(
     data_yaml = root / "data.yaml"
     wanted = {"generator": GENERATOR, "spec": asdict(spec)}
 
-    if root.exists() and not root.is_dir():
-        raise UserError(f"Demo dataset path {root} exists and is not a folder.")
+    check_out_folder(root)
     complete = False
     if marker_path.is_file():
         marker = _read_marker(marker_path)
@@ -158,6 +175,7 @@ def write_demo_dataset(
 
     paths = [_paths(root, i, n_train) for i in range(spec.images)]
     missing = [i for i, (im, lb) in enumerate(paths) if not (im.is_file() and lb.is_file())]
+    check_room(root, len(missing), spec)
     yaml_text = _data_yaml_text(root)
     if complete and not missing:
         if not data_yaml.is_file() or data_yaml.read_text() != yaml_text:

@@ -17,6 +17,8 @@ from autotune.errors import UserError
 
 CLASSES: tuple[str, ...] = ("person", "helmet", "vest")
 
+MAX_IMAGES = 1_000_000  # a benchmark workload, not a corpus: past this it is a typo
+MAX_SIDE = 8192  # pixels; a 4K frame is 3840 wide
 Box = tuple[int, float, float, float, float]  # YOLO label: class, cx, cy, w, h (normalised 0..1)
 Color = tuple[float, float, float]  # BGR, 0..255
 
@@ -41,10 +43,12 @@ def split_sizes(spec: DemoSpec) -> tuple[int, int]:
             raise UserError(f"Demo dataset {name} must be an integer, got {value!r}.")
     if spec.seed < 0:
         raise UserError(f"Demo dataset seed must be zero or positive, got {spec.seed}.")
-    if spec.images < 2:
-        raise UserError(f"Demo dataset needs at least 2 images (one train, one val), got {spec.images}.")
-    if spec.width < 32 or spec.height < 32:
-        raise UserError(f"Demo image size must be at least 32x32 pixels, got {spec.width}x{spec.height}.")
+    if not 2 <= spec.images <= MAX_IMAGES:
+        raise UserError(f"Demo dataset images must be from 2 (one train, one val) to {MAX_IMAGES}, got {spec.images}.")
+    if not (32 <= spec.width <= MAX_SIDE and 32 <= spec.height <= MAX_SIDE):
+        raise UserError(
+            f"Demo image size must be from 32x32 to {MAX_SIDE}x{MAX_SIDE} pixels, got {spec.width}x{spec.height}."
+        )
     if not 1 <= spec.quality <= 100:
         raise UserError(f"Demo JPEG quality must be between 1 and 100, got {spec.quality}.")
     if not isinstance(spec.val_fraction, (int, float)) or not 0.0 < spec.val_fraction < 1.0:

@@ -32,7 +32,7 @@ import yaml
 
 from autotune.data.filewrite import spawn_can_start, worker_init
 from autotune.errors import UserError
-from autotune.files import atomic_write
+from autotune.files import atomic_write, check_out_folder
 from autotune.measure.dataset import (
     IMG_FORMATS,
     data_root,
@@ -54,13 +54,12 @@ from autotune.measure.images import (
     write_one,
 )
 from autotune.measure.machine import usable_cores
-from autotune.records.config import ProbeOptions, TrainConfig, Workload
+from autotune.records.config import MAX_IMGSZ, MIN_IMGSZ, STRIDE, ProbeOptions, TrainConfig, Workload, whole
 
 MARKER = ".autotune-resize.json"  # in the copy: what it was made from and at which size
 ESTIMATE_SAMPLE = 16  # images encoded before writing, to estimate the copy's size and the time per image
 DISK_MARGIN = 1.1  # the estimate may be 10% short (images compress differently)...
 DISK_SLACK = 64 * 2**20  # ...and the filesystem needs some room of its own (bytes)
-STRIDE = 32  # Ultralytics rounds imgsz up to a multiple of the model's largest stride
 
 # --------------------------------------------------------------------------------------------------
 # The plan: what to write where, checked before anything is written
@@ -122,8 +121,7 @@ def _check_out(out: Path, source_root: Path, source_yaml: str, imgsz: int, quali
         raise UserError(f"--out {out} {what} the dataset ({source_root}); write the copy somewhere else")
     if _is_within(real_src, real_out):
         raise UserError(f"--out {out} contains the dataset ({source_root}); write the copy somewhere else")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
+    check_out_folder(out)
     marker = out / MARKER
     if marker.is_file():
         try:
@@ -158,8 +156,7 @@ def _split_entry(
 
 def plan_resize(data_yaml: str | Path, imgsz: int, out: str | Path | None = None, quality: int = 95) -> ResizePlan:
     """Everything checked before a byte is written; any impossible request is a UserError."""
-    if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 1:
-        raise UserError(f"imgsz must be a positive number of pixels, got {imgsz!r}")
+    whole("imgsz", imgsz, MIN_IMGSZ, MAX_IMGSZ, " pixels")  # below the largest stride nothing trains
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise UserError(f"quality must be between 1 and 100, got {quality!r}")
     info = load_dataset(data_yaml)

@@ -171,11 +171,23 @@ def list_images(entry: str | list[str], root: Path, key: str, yaml_path: Path) -
             raise _os_error(yaml_path, e) from e
         if found is None:
             raise one_line_error(f"{yaml_path}: '{key}' path {shorten(p)} does not exist")
+        if p.is_file():  # a list file: Ultralytics would drop the images it names that are not there, silently
+            _check_listed(found, p, key, yaml_path)
         out += found
     images = sorted(x for x in out if x.rpartition(".")[-1].lower() in IMG_FORMATS)
     if not images:
         raise one_line_error(f"{yaml_path}: no images found under '{key}' ({shorten(entry)})")
     return [str(Path(x).absolute()) for x in images]
+
+
+def _check_listed(listed: list[str], list_file: Path, key: str, yaml_path: Path) -> None:
+    images = [x for x in listed if x.rpartition(".")[-1].lower() in IMG_FORMATS]
+    missing = [x for x in images if not os.path.isfile(x)]
+    if missing:
+        raise one_line_error(
+            f"{yaml_path}: '{key}' list file {shorten(list_file)} names {len(missing)} image(s) that do not exist, "
+            f"e.g. {shorten(missing[0])}"
+        )
 
 
 class _NoAliasLoader(yaml.SafeLoader):

@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 
+from autotune.errors import UserError
 from autotune.records.machine import GPU, Machine
 
 
@@ -162,6 +163,30 @@ def default_device() -> str:
     import torch
 
     return "0" if torch.cuda.is_available() else "cpu"
+
+
+def device_memory(device: str) -> int:
+    """Bytes a memory limit is a share of: the GPU's memory on CUDA, the RAM on a CPU."""
+    if device == "cpu":
+        return psutil.virtual_memory().total
+    import torch
+
+    return int(torch.cuda.get_device_properties(int(device)).total_memory)
+
+
+def check_device(device: str) -> str:
+    """'cpu', or a CUDA index that exists here; a UserError otherwise (before any probe starts)."""
+    if device == "cpu":
+        return device
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not device.isdigit() or int(device) >= n:
+        have = f"CUDA devices 0-{n - 1}" if n else "no CUDA device"
+        raise UserError(
+            f"--device {device}: this machine has {have}; use --device cpu" + (" or one of those" if n else "")
+        )
+    return device
 
 
 def loader_workers(workers: int, batch: int, n_images: int, cpus: int, gpus: int) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import UserError
+from autotune.files import check_out_folder
 from autotune.measure.cachebench import CacheBench, break_even_epochs, cache_bench
 from autotune.measure.loader import LoaderResult, loader_only, worker_counts
 from autotune.measure.probe import probe
@@ -243,10 +244,7 @@ def parse_worker_list(text: str | None) -> list[int] | None:
 
 def profile_folder(out: Path | None) -> Path:
     """Where a profile's files go: --out, or reports/profile-<time>; a file there is refused before any work."""
-    folder = out or Path("reports") / f"profile-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--out {folder} is a file, not a folder")
-    return folder
+    return check_out_folder(out or Path("reports") / f"profile-{_dt.datetime.now():%Y%m%d-%H%M%S}")
 
 
 def saturation(scaling: tuple[LoaderResult, ...], within: float = 0.10) -> int | None:

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from autotune.errors import UserError
 from autotune.measure.dataset import load_dataset
-from autotune.measure.machine import default_device, default_workers
+from autotune.measure.machine import check_device, default_device, default_workers, device_memory
 from autotune.measure.ultralytics_glue import resolve_model
-from autotune.records.config import ProbeOptions, TrainConfig, Workload
+from autotune.records.config import MAX_EPOCHS, ProbeOptions, TrainConfig, Workload, check_memory_limit, whole
+from autotune.units import parse_memory_limit
 
 CPU_IMGSZ = 160  # default image size on a CPU-only machine: yolo11n at 640 px runs seconds per iteration
 
@@ -46,8 +47,7 @@ class Resolved:
 def resolve(req: ProbeRequest, resolve_data: Callable[[str | None], str]) -> Resolved:
     """The config, workload and options of a probe request; every bad value is a UserError before any work
     (`resolve_data` may generate the embedded workload: it runs once the typed values are known to be good)."""
-    if req.epochs < 1:
-        raise UserError(f"epochs must be >= 1, got {req.epochs}")
+    whole("epochs", req.epochs, 1, MAX_EPOCHS)
     options = ProbeOptions(
         iters=req.iters,
         memory_limit=req.memory_limit,
@@ -66,9 +66,17 @@ def resolve(req: ProbeRequest, resolve_data: Callable[[str | None], str]) -> Res
         optimizer=req.optimizer,
         source=req.source,
     )
+    check_device(config.device)
+    if req.memory_limit is not None:
+        check_memory_limit(parse_memory_limit(req.memory_limit, device_memory(config.device)))
     model = resolve_model(req.model)
     workload = Workload(data=resolve_data(req.data), model=model, epochs=req.epochs)
-    load_dataset(workload.data, check_labels=True)  # bad data fails here with one line, before any subprocess
+    info = load_dataset(workload.data, check_labels=True)  # bad data fails here with one line, before any subprocess
+    if config.batch > len(info.train):
+        raise UserError(
+            f"batch {config.batch} is larger than the {len(info.train)} training images: one short batch per epoch "
+            "has no steady state to measure"
+        )
     notes = []
     if config.device == "cpu":
         notes.append("CPU only: no GPU found or --device cpu; timings are for this CPU")

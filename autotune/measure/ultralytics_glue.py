@@ -41,29 +41,68 @@ def resolve_model(model: str) -> str:
     """Return a model reference Ultralytics can build without any download, or raise UserError.
 
     YAML names such as 'yolo11n.yaml' are looked up in Ultralytics' bundled model configs; a .pt must be a
-    local file, because a bare name like 'yolo11n.pt' would make Ultralytics download weights.
+    local file, because a bare name like 'yolo11n.pt' would make Ultralytics download weights. A local file is
+    checked to be what it claims (a model YAML with a backbone and a head; a PyTorch checkpoint), so a wrong file
+    is one line here, not a crash in the first probe.
     """
+    if not model.strip():
+        raise UserError(f"--model is empty: give an Ultralytics model YAML (e.g. {DEFAULT_MODEL}) or a local .pt")
     p = Path(model).expanduser()
     suffix = p.suffix.lower()
+    if p.is_dir():
+        raise UserError(f"model {model!r} is a folder: give an Ultralytics model YAML or a local .pt file")
     if suffix in (".yaml", ".yml"):
         if p.is_file():
+            _check_model_yaml(p)
             return str(p.resolve())
         import_quietly()
         from ultralytics.nn.tasks import yaml_model_load
 
         try:  # resolves scale names: 'yolo11n.yaml' is 'yolo11.yaml' at scale n
             yaml_model_load(model)
-        except (FileNotFoundError, AssertionError) as e:
+        except (FileNotFoundError, AssertionError, OSError) as e:
             raise UserError(f"unknown model {model!r}: no such YAML file or Ultralytics model config") from e
         return model
     if suffix == ".pt":
         if p.is_file():
+            _check_checkpoint(p)
             return str(p.resolve())
         raise UserError(
             f"model file {model!r} not found; autotune never downloads weights: give a local .pt path "
             f"or a model YAML such as {DEFAULT_MODEL} (built from scratch)"
         )
     raise UserError(f"unknown model {model!r}: give an Ultralytics model YAML (e.g. {DEFAULT_MODEL}) or a local .pt")
+
+
+def _check_model_yaml(p: Path) -> None:
+    """An Ultralytics model YAML has a backbone and a head (a data.yaml given as --model has neither)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        raise UserError(f"model {p}: not a readable YAML file ({type(e).__name__})") from None
+    if not isinstance(cfg, dict) or "backbone" not in cfg or "head" not in cfg:
+        hint = " (it looks like a data.yaml: pass it as --data)" if isinstance(cfg, dict) and "train" in cfg else ""
+        raise UserError(f"model {p} is not an Ultralytics model YAML: it has no 'backbone' and 'head'{hint}")
+
+
+def _check_checkpoint(p: Path) -> None:
+    """A PyTorch checkpoint is a zip archive holding a pickle (torch.save since 1.6), or a bare legacy pickle."""
+    import zipfile
+
+    try:
+        with open(p, "rb") as f:
+            head = f.read(2)
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                if any(n.endswith("data.pkl") for n in z.namelist()):
+                    return
+        elif head[:1] == b"\x80":  # a pickle's protocol opcode: the format before torch 1.6
+            return
+    except (OSError, zipfile.BadZipFile):
+        pass
+    raise UserError(f"model {p} is not a PyTorch checkpoint (.pt): give an Ultralytics weights file or a model YAML")
 
 
 # -- patches ----------------------------------------------------------------------------------------------------

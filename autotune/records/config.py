@@ -14,6 +14,17 @@ CACHE_MODES = ("none", "disk", "ram")
 SOURCES = ("original", "resized")  # train from the files as they are, or from a copy pre-resized to imgsz
 DEFAULT_MODEL = "yolo11n.yaml"
 MIN_IMGSZ = 32  # Ultralytics' largest stride; smaller images cannot pass through the detector
+STRIDE = 32  # Ultralytics rounds imgsz up to a multiple of the largest stride (a probe would measure another size)
+# Upper bounds: far past anything that trains, so a typo (an extra zero or three) is one clear line, not an hour
+# of staging or a MemoryError. Ultralytics' own AutoBatch stops at 1024; an H200 fits batch ~2000 at 640 px.
+MAX_BATCH = 4096
+MAX_IMGSZ = 8192
+MAX_WORKERS = 1024  # Ultralytics caps workers at the CPU count itself (a cap the full run shares: warned, not refused)
+MAX_EPOCHS = 100_000
+MAX_ITERS = 100_000
+MIN_MEMORY_LIMIT = 256 * 2**20  # bytes: below what any training process needs, so nothing could fit
+# Ultralytics' spelling of the optimizers it builds ("auto" picks one for the run's length)
+OPTIMIZERS = ("SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop", "auto")
 
 
 @dataclass(frozen=True)
@@ -55,14 +66,25 @@ class TrainConfig:
         return label + (" source=resized" if self.source == "resized" else "")
 
 
+def whole(name: str, value: Any, low: int, high: int, unit: str = "") -> int:
+    """`value` if it is a whole number in [low, high], else a UserError naming `name` and the bounds."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise UserError(f"{name} must be a whole number from {low} to {high}{unit}, got {value!r}")
+    return value
+
+
 def validate_config(c: TrainConfig) -> None:
     """Raise UserError with one clear sentence for any value Ultralytics would reject or misread."""
-    if not isinstance(c.batch, int) or isinstance(c.batch, bool) or c.batch < 1:
-        raise UserError(f"batch must be a whole number >= 1, got {c.batch!r}")
-    if not isinstance(c.workers, int) or isinstance(c.workers, bool) or c.workers < 0:
-        raise UserError(f"workers must be a whole number >= 0, got {c.workers!r}")
-    if not isinstance(c.imgsz, int) or isinstance(c.imgsz, bool) or c.imgsz < MIN_IMGSZ:
-        raise UserError(f"imgsz must be a whole number >= {MIN_IMGSZ} pixels, got {c.imgsz!r}")
+    whole("batch", c.batch, 1, MAX_BATCH)
+    whole("workers", c.workers, 0, MAX_WORKERS)
+    whole("imgsz", c.imgsz, MIN_IMGSZ, MAX_IMGSZ, " pixels")
+    if c.imgsz % STRIDE:
+        up = -(-c.imgsz // STRIDE) * STRIDE
+        raise UserError(
+            f"imgsz must be a multiple of {STRIDE} (Ultralytics would train {c.imgsz} at {up}), got {c.imgsz}"
+        )
+    if c.optimizer.lower() not in {o.lower() for o in OPTIMIZERS}:
+        raise UserError(f"unknown optimizer {c.optimizer!r}: use one of {', '.join(OPTIMIZERS)}")
     if c.cache not in CACHE_MODES:
         raise UserError(f"cache must be one of {', '.join(CACHE_MODES)}, got {c.cache!r}")
     if c.source not in SOURCES:
@@ -80,6 +102,9 @@ class Workload:
     data: str  # absolute path of a data.yaml
     model: str = DEFAULT_MODEL  # an Ultralytics model YAML (built from scratch) or a local .pt file
     epochs: int = 100  # epochs of the planned full run
+
+    def __post_init__(self) -> None:
+        whole("epochs", self.epochs, 1, MAX_EPOCHS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,8 +135,9 @@ class ProbeOptions:
     def __post_init__(self) -> None:
         if self.compute_only_iters < 0:
             raise UserError(f"compute-only iterations must be >= 0, got {self.compute_only_iters}")
-        if self.iters < 1:
-            raise UserError(f"iters must be >= 1, got {self.iters}")
+        whole("iters", self.iters, 1, MAX_ITERS)
+        if self.timeout_s is not None and not (0 < self.timeout_s < math.inf):
+            raise UserError(f"timeout must be a number of seconds > 0, got {self.timeout_s!r}")
         if self.warmup_min < 0 or self.warmup_max < self.warmup_min:
             raise UserError(f"warm-up bounds must satisfy 0 <= min <= max, got {self.warmup_min}, {self.warmup_max}")
         if self.page_cache not in ("auto", "warm", "cold", "asis"):
@@ -136,3 +162,13 @@ def accumulate(nbs: int, batch: int) -> int:
 def batches_per_epoch(images: int, batch: int) -> int:
     """Iterations of one epoch: images / batch, rounded up (Ultralytics keeps the short last batch)."""
     return math.ceil(images / batch) if batch > 0 else 0
+
+
+def check_memory_limit(limit_bytes: int) -> int:
+    """A memory limit some training could fit under, else a UserError (checked before any probe)."""
+    if limit_bytes < MIN_MEMORY_LIMIT:
+        raise UserError(
+            f"memory limit {limit_bytes / 2**20:.0f} MiB is below what any training process needs (~256 MiB): "
+            "nothing fits"
+        )
+    return limit_bytes

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from autotune.errors import UserError
+from autotune.files import check_out_folder
+from autotune.records.config import MAX_EPOCHS, whole
 from autotune.report.build import build
 from autotune.report.data import ReportData
 from autotune.report.documents import FORMATS, write
@@ -32,14 +34,14 @@ def check(req: ReportRequest) -> list[str]:
     fmts = [f.strip() for f in req.formats.split(",") if f.strip()]
     if not fmts or set(fmts) - set(FORMATS):
         raise UserError(f"--format takes any of {','.join(FORMATS)}, got {req.formats!r}")
-    if req.epochs is not None and req.epochs < 1:
-        raise UserError(f"epochs must be >= 1, got {req.epochs}")
+    if req.epochs is not None:
+        whole("epochs", req.epochs, 1, MAX_EPOCHS)
     if req.repeats < 1:
         raise UserError(f"repeats must be >= 1, got {req.repeats}")
     if req.study is not None:
         store.check_study_name(req.study)
-    if req.out is not None and req.out.exists() and not req.out.is_dir():
-        raise UserError(f"--out {req.out} is a file, not a folder")
+    if req.out is not None:
+        check_out_folder(req.out)
     return fmts
 
 

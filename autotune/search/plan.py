@@ -15,9 +15,18 @@ from typing import Any
 from autotune.errors import UserError
 from autotune.measure.dataset import load_dataset
 from autotune.measure.images import image_sizes
-from autotune.measure.machine import default_device, default_workers
+from autotune.measure.machine import check_device, default_device, default_workers
 from autotune.measure.ultralytics_glue import resolve_model
-from autotune.records.config import SOURCES, ProbeOptions, TrainConfig, Workload
+from autotune.records.config import (
+    MAX_EPOCHS,
+    MAX_ITERS,
+    SOURCES,
+    ProbeOptions,
+    TrainConfig,
+    Workload,
+    check_memory_limit,
+    whole,
+)
 from autotune.records.machine import Machine
 from autotune.records.search import DatasetSize, Space
 from autotune.search import profiles
@@ -25,6 +34,8 @@ from autotune.search.runner import SearchOutcome, SearchSettings, default_study_
 from autotune.search.space import build_space, cache_violation, resize_can_matter
 from autotune.search.store import check_study_name, default_url
 from autotune.units import parse_assignments, parse_duration, parse_memory_limit
+
+MAX_BUDGET_S = 7 * 86400  # a week: past that it is a typo, not a search
 
 
 @dataclass(frozen=True)
@@ -80,13 +91,15 @@ def make_plan(req: SearchRequest, machine: Machine, resolve_data: Callable[[str 
     (`resolve_data` may generate the embedded workload: it runs once the typed values are known to be good)."""
     budget_s = parse_duration(req.budget)
     target_s = parse_duration(req.target_epoch) if req.target_epoch else None
-    if req.epochs < 1:
-        raise UserError(f"epochs must be >= 1, got {req.epochs}")
-    if req.iters is not None and req.iters < 1:
-        raise UserError(f"iters must be >= 1, got {req.iters}")
+    whole("epochs", req.epochs, 1, MAX_EPOCHS)
+    if req.iters is not None:
+        whole("iters", req.iters, 1, MAX_ITERS)
+    if budget_s > MAX_BUDGET_S:
+        raise UserError(f"budget {req.budget!r} is more than {MAX_BUDGET_S // 86400} days: give at most 7d")
     device = req.device if req.device is not None else default_device()
     if device != "cpu" and not device.isdigit():
         raise UserError(f"device must be 'cpu' or a CUDA index such as '0', got {device!r}")
+    check_device(device)
     if req.study is not None:
         check_study_name(req.study)
     model = resolve_model(req.model)
@@ -174,11 +187,8 @@ def check_space_not_empty(plan: Plan, ram_available: int, disk_free: int) -> Non
     if not possible:
         reasons = "; ".join(cache_violation(ds, m, min(sp.imgsz), ram_available, disk_free) or "" for m in sp.cache)
         raise UserError(f"nothing in the search space can run here: {reasons}")
-    limit = plan.settings.memory_limit_bytes
-    if limit is not None and limit < 256 * 2**20:
-        raise UserError(
-            f"memory limit {limit / 2**20:.0f} MiB is below what any training process needs (~256 MiB): nothing fits"
-        )
+    if plan.settings.memory_limit_bytes is not None:
+        check_memory_limit(plan.settings.memory_limit_bytes)
 
 
 def with_autobatch_seed(plan: Plan, device: str) -> tuple[Plan, str]:

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 
 from autotune.errors import UserError
 from autotune.measure.ultralytics_glue import cache_fits
-from autotune.records.config import CACHE_MODES, MIN_IMGSZ, SOURCES
+from autotune.records.config import CACHE_MODES, MAX_BATCH, MAX_IMGSZ, MAX_WORKERS, MIN_IMGSZ, SOURCES, STRIDE
 from autotune.records.search import DatasetSize, Space
-
-STRIDE = 32  # Ultralytics rounds imgsz up to a multiple of the largest stride
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -49,13 +47,13 @@ def build_space(
         lo, hi = min(b), max(b)
     else:
         lo, hi = (2, min(32, max_batch)) if cpu_only else (4, max_batch)
-    if lo < 1 or hi < lo:
-        raise UserError(f"batch range must be >= 1 and low <= high, got {batch!r}")
+    if lo < 1 or hi < lo or hi > MAX_BATCH:
+        raise UserError(f"batch range must lie in 1-{MAX_BATCH} with low <= high, got {batch!r}")
     if workers:
         w = _ints(workers, "workers")
         whi = max(w)
-        if min(w) < 0:
-            raise UserError(f"workers must be >= 0, got {workers!r}")
+        if min(w) < 0 or whi > MAX_WORKERS:
+            raise UserError(f"workers must lie in 0-{MAX_WORKERS}, got {workers!r}")
     else:
         whi = min(usable_cores, 16)
     if imgsz:
@@ -64,10 +62,11 @@ def build_space(
         sizes = [96, 128, 160]
     else:
         sizes = [s for s in (320, 416, 512, 640, 800, 960, 1280) if s <= baseline_imgsz] or [baseline_imgsz]
-    bad = [s for s in sizes if s < MIN_IMGSZ or s % STRIDE]
+    bad = [s for s in sizes if s < MIN_IMGSZ or s > MAX_IMGSZ or s % STRIDE]
     if bad:
         raise UserError(
-            f"imgsz must be multiples of {STRIDE} and >= {MIN_IMGSZ} (Ultralytics rounds others), got {bad}"
+            f"imgsz must be multiples of {STRIDE} from {MIN_IMGSZ} to {MAX_IMGSZ} (Ultralytics rounds others), "
+            f"got {bad}"
         )
     modes = tuple(x.strip() for x in cache.split(",") if x.strip()) if cache else CACHE_MODES
     unknown = [m for m in modes if m not in CACHE_MODES]

@@ -37,14 +37,14 @@ class TrainRequest:
 
 def source_for(req: TrainRequest) -> ho.Source:
     """Where the measured settings come from: a study's winner or a profile file (and its study, if stored)."""
+    if req.study is not None:
+        store.check_study_name(req.study)  # '' too: a typed name is a name
     if req.profile is not None and (req.best or req.study):
         raise UserError("give --best (or --study NAME) or --profile FILE, not both")
     if req.profile is None and not (req.best or req.study):
         raise UserError("say what to train: --best (the latest search's winner), --study NAME or --profile FILE")
     if req.resume and req.recipe != ho.Recipe():
         raise UserError("--resume continues the run with its own settings: drop the other training options")
-    if req.study is not None:
-        store.check_study_name(req.study)
     if req.profile is not None:
         return ho.from_profile(req.profile, store.open_existing(req.storage))
     storage = store.open_storage(req.storage, create=False)

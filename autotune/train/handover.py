@@ -19,7 +19,7 @@ from typing import Any
 
 from autotune.errors import UserError
 from autotune.measure.optimizer import auto_optimizer, optimizer_args
-from autotune.records.config import ProbeOptions, TrainConfig, Workload
+from autotune.records.config import MAX_EPOCHS, OPTIMIZERS, ProbeOptions, TrainConfig, Workload, whole
 from autotune.records.machine import Machine
 from autotune.records.probe import ProbeResult
 from autotune.search import profiles, store
@@ -55,7 +55,6 @@ UNMEASURED = frozenset(
      "deterministic", "augmentations", "channels_last", "quantize"}
 )  # fmt: skip
 DRIFT_NOTE = 0.15  # baseline drift during the search worth a note: beyond the usual probe-to-probe noise
-OPTIMIZERS = ("SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop", "auto")  # Ultralytics' spelling
 
 
 @dataclass(frozen=True)
@@ -168,8 +167,8 @@ def phase_key(config: TrainConfig, epochs: int, workload: Workload, machine_id: 
 
 def make_handover(source: Source, recipe: Recipe, n_train: int, nc: int, machine: Machine) -> Handover:
     """Resolve the run's settings and Ultralytics arguments; every bad value is a UserError here."""
-    if recipe.epochs is not None and recipe.epochs < 1:
-        raise UserError(f"epochs must be >= 1, got {recipe.epochs}")
+    if recipe.epochs is not None:
+        whole("epochs", recipe.epochs, 1, MAX_EPOCHS)
     if recipe.patience is not None and recipe.patience < 0:
         raise UserError(f"patience must be >= 0, got {recipe.patience}")
     if recipe.close_mosaic is not None and recipe.close_mosaic < 0:
