@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -61,16 +62,42 @@ app = typer.Typer(
 )
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C would be: every command ends the same way for all three (the probe's
+    process group killed, the trial marked, the summary printed)."""
+
+
+_signal = {"last": signal.SIGINT}  # which interrupt arrived: the exit code is 128 + its number
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    _signal["last"] = signal.Signals(signum)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def interrupt_code() -> int:
+    """128 + the signal's number, as a shell reports a process ended by it: 130 for Ctrl-C, 143 for SIGTERM."""
+    return 128 + int(_signal["last"])
+
+
 def user_errors(fn: Callable[..., None]) -> Callable[..., None]:
-    """Bad input is one line on stderr and exit code 2, never a traceback."""
+    """Bad input is one line on stderr and exit code 2, never a traceback; SIGTERM and SIGHUP act as Ctrl-C."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
+        _signal["last"] = signal.SIGINT
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
         try:
             fn(*args, **kwargs)
         except UserError as e:
             _error_line(str(e))
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:  # where the command has nothing of its own to say about it
+            _say(f"interrupted ({_signal['last'].name}): nothing is left running", "yellow")
+            raise typer.Exit(interrupt_code()) from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper
 
@@ -365,7 +392,7 @@ def search(
     else:
         Console().print(search_view(outcome, profile_path))
     if outcome.interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(interrupt_code())
     if outcome.winner is None:
         raise typer.Exit(1)
 
@@ -456,7 +483,7 @@ def train(
         again = f"--profile {profile}" if profile else f"--study {final.study}"
         keep = f"{final.last_pt.name} keeps the last finished epoch"
         out.print(f"{train_summary(final)}; {keep}: continue with autotune train --resume {again}")
-        raise typer.Exit(130)
+        raise typer.Exit(interrupt_code())
     out.print(train_summary(final), style="bold")
     if final.status != "finished":
         _say(f"training {final.status}: {final.sessions[-1].reason}", "red")
@@ -495,7 +522,7 @@ def _phase_probe(config: Any, workload: Any, options: Any, what: str) -> Any:
             return run_probe(config, workload, options, on_progress=lambda b: status.update(beat_text(what, b)))
     except KeyboardInterrupt:
         _say(f"interrupted while {what}: nothing trained")
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupt_code()) from None
 
 
 def main() -> None:

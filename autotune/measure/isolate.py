@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from autotune.records.status import CRASHED, OK, OOM, PRUNED, TIMEOUT
 from autotune.status import classify_exception
 
 POLL_S = 0.1
+PARENT_ENV = "AUTOTUNE_PARENT_PID"  # the caller's pid, which the child watches
+PARENT_POLL_S = 0.2  # how often the child checks that its caller still lives
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def run_isolated(
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "request.json").write_text(json.dumps(request))
     result_path, beats_path, log_path = workdir / "result.json", workdir / "progress.jsonl", workdir / "probe.log"
-    env = {**os.environ, **SWITCHES, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **SWITCHES, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
     oom_before = _oom_kills()
     t0 = time.monotonic()
     with open(log_path, "wb") as log:
@@ -169,8 +172,8 @@ def run_isolated(
             if why:
                 killed_by_us = True
                 break
-    except KeyboardInterrupt:
-        _kill_group(pgid)
+    except BaseException:  # Ctrl-C, SIGTERM/SIGHUP (raised as interrupts), or the caller's own error (a storage
+        _kill_group(pgid)  # failing inside on_progress): the probe and its loader workers never outlive this call
         proc.wait()
         raise
     leftovers = _kill_group(pgid) if killed_by_us or _group_members(pgid) else ()
@@ -214,7 +217,24 @@ def _last_error_line(log_path: Path) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
+def _die_with_parent(parent: int) -> None:
+    """The child leads its own process group (so Ctrl-C in a terminal does not reach it, and the caller can kill
+    it with its loader workers). If the caller dies anyway (SIGKILL, a crash), nobody would: so the child watches
+    its parent and kills its whole group the moment it is gone. A thread, not prctl(PR_SET_PDEATHSIG): that
+    signal would kill the child alone and leave its loader workers running."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+            time.sleep(PARENT_POLL_S)
+
+    threading.Thread(target=watch, name="autotune-parent-watch", daemon=True).start()
+
+
 def _child(target: str, workdir: Path) -> int:
+    if os.environ.get(PARENT_ENV, "").isdigit():
+        _die_with_parent(int(os.environ[PARENT_ENV]))
     request = json.loads((workdir / "request.json").read_text())
     beats = open(workdir / "progress.jsonl", "a", buffering=1)  # noqa: SIM115 (lives as long as the child)
 

@@ -136,6 +136,41 @@ def constraint_values(result: ProbeResult, limit: int | None) -> tuple[float, fl
     return 0.0, 0.0, ""
 
 
+def worker_seed(seed: int, worker: str) -> int:
+    """A sampler seed of a worker's own, derived from the study's seed and the worker (host:pid)."""
+    return int(hashlib.sha256(f"{seed}:{worker}".encode()).hexdigest()[:8], 16)
+
+
+def autotune_alive(pid: int) -> bool:
+    """Whether `pid` is a live autotune process (a reused pid of another program does not count)."""
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        return p.status() != psutil.STATUS_ZOMBIE and any("autotune" in part for part in p.cmdline())
+    except psutil.Error:
+        return False
+
+
+@dataclass
+class _Run:
+    """One run's progress through its phases."""
+
+    baseline: ProbeResult | None = None
+    baseline_end: ProbeResult | None = None
+    stop_reason: str = ""
+    stopped: bool = False  # interrupted, or the storage failed: the remaining phases are skipped
+    interrupted: bool = False
+
+    def stop(self, reason: str, interrupted: bool = False) -> None:
+        self.stop_reason, self.stopped, self.interrupted = reason, True, interrupted
+
+
+def _first(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 @contextlib.contextmanager
 def host_lock(path: Path) -> Iterator[None]:
     """Probes on one host never overlap: they would disturb each other's timings."""
@@ -171,13 +206,13 @@ class Search:
         self.dataset, self.n_train, self.probe_fn, self.clock = dataset, n_train, probe_fn, clock
         self.ram_available, self.disk_free, self.lock_path = ram_available, disk_free, lock_path
         self.on_event = on_event
+        self.worker = f"{machine.hostname}:{os.getpid()}"  # which worker ran a trial, in a shared study
+        self.notes: list[str] = []
         self.store = self._open_study(storage)
         self.study = self.store.study
         self.t0 = clock()
         self.deadline = self.t0 + settings.budget_s
         self.durations: list[float] = []
-        self.notes: list[str] = []
-        self.worker = f"{machine.hostname}:{os.getpid()}"  # which worker ran a trial, in a shared study
 
     # -- study ----------------------------------------------------------------------------------------------------
 
@@ -200,12 +235,16 @@ class Search:
     def _open_study(self, storage: Any) -> StudyStore:
         import optuna
 
-        sampler = optuna.samplers.TPESampler(seed=self.s.seed, n_startup_trials=5, multivariate=True)
-        st = store.create(storage, self.s.study, sampler, SlowerThanBest())
-        if not st.has_meta():  # a new study: freeze what it is about
+        st = store.create(storage, self.s.study, None, SlowerThanBest())
+        first = not st.has_meta()
+        if first:  # a new study: freeze what it is about
             # Two workers starting together may both write all of it; the checks below, on a fresh read, catch
             # a mismatch.
             st.write_meta(self.meta())
+        # The study's first worker samples with the seed given; a worker joining it (another host, or this one
+        # again) with a seed of its own, or all would propose the same first trials.
+        seed = self.s.seed if first else worker_seed(self.s.seed, self.worker)
+        st.study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
         stored = st.meta()
         if stored.machine_id != self.machine.identity_hash():
             theirs = stored.machine.summary() if stored.machine else "another machine"
@@ -217,6 +256,12 @@ class Search:
             raise UserError(
                 f"study {self.s.study!r} searches {stored.space.describe()}; this command asks for "
                 f"{self.space.describe()}: a study's space is frozen (use --fresh or another --study)"
+            )
+        orphans = st.fail_orphans(self.machine.hostname, autotune_alive)
+        if orphans:
+            self.notes.append(
+                f"trial(s) {', '.join(map(str, orphans))} were left running by a search that died on this host: "
+                "marked failed and queued again"
             )
         return st
 
@@ -460,33 +505,48 @@ class Search:
     # -- the loop -------------------------------------------------------------------------------------------------
 
     def run(self) -> SearchOutcome:
-        stop_reason = ""
-        baseline = self.measure_baseline()
+        """The baseline, trials while the budget allows, the factor probes, the baseline again. An interrupt (Ctrl-C,
+        or SIGTERM/SIGHUP, which the CLI raises as one) or a storage that stops answering ends it at any point:
+        the running probe is killed with its workers (isolate), every finished trial is kept, the outcome says why."""
+        run = _Run()
+        phases = (("the baseline probe", self._start), ("the trials", self._trials),
+                  ("the factor probes", self._levers), ("the baseline's repeat", self._end))  # fmt: skip
+        for name, phase in phases:
+            if run.stopped:
+                break
+            try:
+                phase(run)
+            except KeyboardInterrupt:
+                why = f"interrupted (Ctrl-C or a signal) during {name}"
+                run.stop(f"{why}: every finished trial is kept; run the same command to resume", interrupted=True)
+            except store.storage_errors() as e:
+                run.stop(f"the storage stopped answering during {name} ({store.mask_text(_first(e), self.s.storage)})")
+        return self.outcome(run.baseline, run.baseline_end, run.stop_reason, run.interrupted)
+
+    def _start(self, run: _Run) -> None:
+        run.baseline = self.measure_baseline()
         self.enqueue_seeds()
         note = self.budget_note()
         if note:
             self.notes.append(note)
             self.on_event("note", {"text": note})
-        interrupted = False
-        try:
-            while True:
-                ok, why = self.can_start_trial()
-                if not ok:
-                    stop_reason = why
-                    break
-                self.climb_ladder()  # only right before a trial starts: a rung never waits in the study unrun
-                self.study.optimize(self.objective, n_trials=1, catch=(RuntimeError,), gc_after_trial=False)
-        except KeyboardInterrupt:
-            interrupted = True
-            stop_reason = "interrupted (Ctrl-C): every finished trial is kept; run the same command to resume"
-        if not interrupted and baseline is not None and self.s.lever_share > 0:
-            try:
-                self.measure_levers(baseline)
-            except KeyboardInterrupt:
-                interrupted = True
-                stop_reason = "interrupted (Ctrl-C) during the factor probes: everything finished is kept"
-        baseline_end = None if interrupted or baseline is None else self._measure_baseline_again()
-        return self.outcome(baseline, baseline_end, stop_reason, interrupted)
+
+    def _trials(self, run: _Run) -> None:
+        while True:
+            ok, why = self.can_start_trial()
+            if not ok:
+                run.stop_reason = why
+                return
+            self.climb_ladder()  # only right before a trial starts: a rung never waits in the study unrun
+            self.study.optimize(self.objective, n_trials=1, catch=(RuntimeError,), gc_after_trial=False)
+
+    def _levers(self, run: _Run) -> None:
+        if run.baseline is not None and self.s.lever_share > 0:
+            self.measure_levers(run.baseline)
+
+    def _end(self, run: _Run) -> None:
+        if run.baseline is not None:
+            run.baseline_end = self._measure_baseline_again()
 
     def _measure_baseline_again(self) -> ProbeResult | None:
         """Each run ends by measuring the baseline again: how far the machine drifted meanwhile."""
@@ -501,10 +561,15 @@ class Search:
     def outcome(
         self, baseline: ProbeResult | None, baseline_end: ProbeResult | None, stop_reason: str, interrupted: bool
     ) -> SearchOutcome:
-        records = self.store.records()
-        winner, reason = pick(records, self.s.target_epoch_s)
-        if winner is not None:  # what `autotune train --best` trains: the pick rule's choice, target included
-            self.store.set_winner(winner.number, reason)
+        try:
+            records = self.store.records()
+            winner, reason = pick(records, self.s.target_epoch_s)
+            if winner is not None:  # what `autotune train --best` trains: the pick rule's choice, target included
+                self.store.set_winner(winner.number, reason)
+            autobatch = self.s.autobatch or self.store.meta().autobatch
+        except store.storage_errors() as e:  # nothing more can be read or kept: say so, lose nothing else
+            records, winner, reason, autobatch = (), None, "the storage did not answer", self.s.autobatch
+            self.notes.append(f"the trials could not be read back: {store.mask_text(_first(e), self.s.storage)}")
         return SearchOutcome(
             study=self.s.study,
             storage=mask_url(self.s.storage),
@@ -520,7 +585,7 @@ class Search:
             elapsed_s=self.clock() - self.t0,
             notes=tuple(self.notes),
             interrupted=interrupted,
-            autobatch=self.s.autobatch or self.store.meta().autobatch,
+            autobatch=autobatch,
         )
 
 

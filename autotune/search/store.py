@@ -15,7 +15,7 @@ import json
 import re
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
@@ -155,7 +155,7 @@ def open_existing(url: str | None) -> Any | None:
 
 def _rdb(url: str) -> Any:
     import optuna
-    from optuna.storages import RDBStorage
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     last: Exception | None = None
     for attempt in range(3):
@@ -168,6 +168,8 @@ def _rdb(url: str) -> Any:
                     heartbeat_interval=HEARTBEAT_S,
                     grace_period=2 * HEARTBEAT_S,
                     engine_kwargs={"pool_pre_ping": True},
+                    # a trial whose worker died is measured again, once, by whichever worker comes next
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
                 )
         except ImportError as e:  # no driver: retrying will not help
             last = e
@@ -178,6 +180,20 @@ def _rdb(url: str) -> Any:
             time.sleep(1.0 + attempt)
     text = str(last).strip().splitlines()[0] if last is not None and str(last).strip() else type(last).__name__
     raise UserError(f"cannot open storage {mask_url(url)}: {mask_text(text, url)}")
+
+
+def optuna_update_error() -> type[BaseException]:
+    import optuna
+
+    return optuna.exceptions.UpdateFinishedTrialError
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """What a storage that stops answering raises (a server gone, a database locked, a disk full)."""
+    import optuna
+    import sqlalchemy.exc
+
+    return (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
 
 
 def study_names(storage: Any, autotune_only: bool = True) -> list[str]:
@@ -378,6 +394,25 @@ class StudyStore:
     def waiting_params(self) -> list[dict[str, Any]]:
         """The parameters of the trials enqueued and not yet started, in order."""
         return [t.system_attrs.get("fixed_params", {}) for t in self.trials(("WAITING",))]
+
+    def fail_orphans(self, host: str, alive: Callable[[int], bool]) -> list[int]:
+        """Trials left RUNNING by a worker on this host that is dead (killed with SIGKILL, say): failed now and
+        queued again once, instead of after the heartbeat's grace period. Returns their numbers."""
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+        from optuna.trial import TrialState
+
+        failed = []
+        for t in self.trials(("RUNNING",)):
+            worker_host, _, pid = str(t.user_attrs.get(_WORKER, "")).rpartition(":")
+            if worker_host != host or not pid.isdigit() or alive(int(pid)):
+                continue
+            try:
+                if self.study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                    failed.append(t.number)
+                    RetryHeartbeatStaleTrialCallback(max_retry=1)(self.study, t)
+            except optuna_update_error():  # another worker failed it first
+                continue
+        return failed
 
     def start_trial(self, trial: Any, config: TrainConfig, worker: str) -> None:
         trial.set_user_attr(_CONFIG, config.to_dict())
