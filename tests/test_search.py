@@ -1,5 +1,7 @@
 """The search logic with a fake probe, a fake clock and an in-memory Optuna study."""
 
+from dataclasses import replace
+
 import optuna
 import pytest
 import yaml
@@ -341,3 +343,47 @@ def test_source_lever_in_the_space():
         build_space(*args, cpu_only=True, usable_cores=2, baseline_imgsz=640, max_batch=32, source="smaller")
     with pytest.raises(UserError, match="source must be"):
         TrainConfig(source="small")
+
+
+class FlakyStorage(optuna.storages.InMemoryStorage):
+    """A storage that stops answering (a database server gone) once `broken` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = False
+
+    def __getattribute__(self, name):
+        attr = super().__getattribute__(name)
+        if callable(attr) and not name.startswith("_") and super().__getattribute__("broken"):
+            import sqlalchemy.exc
+
+            raise sqlalchemy.exc.OperationalError("UPDATE trials", {}, Exception(f"server gone: {SECRET_URL}"))
+        return attr
+
+
+SECRET_URL = "postgresql://tuner:hunter2@db.example/studies"
+
+
+def test_a_storage_that_stops_answering_ends_the_search_cleanly(monkeypatch):
+    from autotune.search import runner
+
+    clock, storage = FakeClock(), FlakyStorage()
+    probe = FakeProbe(clock, seconds=30)
+
+    def probe_then_break(c, w, o, on_progress=None):
+        if len(probe.calls) == 3:  # the baseline (trial 0 reuses it) and trials 1 and 2 are stored; then it goes
+            storage.broken = True
+        return probe(c, w, o, on_progress)
+
+    search = make_search(storage, clock, probe_then_break, budget_s=600)
+    search.s = replace(search.s, storage=SECRET_URL)
+    out = search.run()  # no exception: the outcome says why it stopped
+    assert "storage stopped answering" in out.stop_reason and "hunter2" not in out.stop_reason
+    assert not out.interrupted and all("hunter2" not in n for n in out.notes)
+    storage.broken = False
+    done = [t for t in optuna.load_study(study_name="test", storage=storage).trials if t.state.name == "COMPLETE"]
+    assert len(done) == 3  # every trial that finished before the storage went is kept
+    monkeypatch.setattr(runner, "autotune_alive", lambda pid: False)  # the next start is another process
+    again = make_search(storage, clock, probe, budget_s=0)
+    assert not [t for t in again.study.trials if t.state.name == "RUNNING"]  # the orphan was failed and queued again
+    assert any("left running" in n for n in again.notes)

@@ -519,8 +519,13 @@ class Search:
             except KeyboardInterrupt:
                 why = f"interrupted (Ctrl-C or a signal) during {name}"
                 run.stop(f"{why}: every finished trial is kept; run the same command to resume", interrupted=True)
-            except store.storage_errors() as e:
-                run.stop(f"the storage stopped answering during {name} ({store.mask_text(_first(e), self.s.storage)})")
+            except Exception as e:
+                failure = store.storage_failure(e)
+                if failure is None:
+                    raise
+                run.stop(
+                    f"the storage stopped answering during {name} ({store.mask_text(_first(failure), self.s.storage)})"
+                )
         return self.outcome(run.baseline, run.baseline_end, run.stop_reason, run.interrupted)
 
     def _start(self, run: _Run) -> None:
@@ -567,9 +572,12 @@ class Search:
             if winner is not None:  # what `autotune train --best` trains: the pick rule's choice, target included
                 self.store.set_winner(winner.number, reason)
             autobatch = self.s.autobatch or self.store.meta().autobatch
-        except store.storage_errors() as e:  # nothing more can be read or kept: say so, lose nothing else
+        except Exception as e:  # nothing more can be read or kept: say so, lose nothing else
+            failure = store.storage_failure(e)
+            if failure is None:
+                raise
             records, winner, reason, autobatch = (), None, "the storage did not answer", self.s.autobatch
-            self.notes.append(f"the trials could not be read back: {store.mask_text(_first(e), self.s.storage)}")
+            self.notes.append(f"the trials could not be read back: {store.mask_text(_first(failure), self.s.storage)}")
         return SearchOutcome(
             study=self.s.study,
             storage=mask_url(self.s.storage),

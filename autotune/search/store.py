@@ -196,6 +196,19 @@ def storage_errors() -> tuple[type[BaseException], ...]:
     return (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
 
 
+def storage_failure(e: BaseException) -> BaseException | None:
+    """The storage error behind `e`, if any: Optuna can raise an error of its own while handling one (its tell()
+    reads the trial back from the storage that just failed), so the chain of causes is searched."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, storage_errors()):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def study_names(storage: Any, autotune_only: bool = True) -> list[str]:
     """Names of the studies in the storage, oldest first (those made by `autotune search` only, by default)."""
     import datetime as dt
@@ -409,7 +422,9 @@ class StudyStore:
             try:
                 if self.study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
                     failed.append(t.number)
-                    RetryHeartbeatStaleTrialCallback(max_retry=1)(self.study, t)
+                    with warnings.catch_warnings():  # "experimental" in Optuna 5; it is what the heartbeat uses
+                        warnings.simplefilter("ignore")
+                        RetryHeartbeatStaleTrialCallback(max_retry=1)(self.study, t)
             except optuna_update_error():  # another worker failed it first
                 continue
         return failed
