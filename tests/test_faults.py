@@ -29,9 +29,10 @@ def _probes(cache: Path) -> list[psutil.Process]:
     out = []
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if p.info["cmdline"] and any("autotune" in c for c in p.info["cmdline"]) and p.pid != os.getpid():
-                if p.environ().get("AUTOTUNE_CACHE") == str(cache) and "search" not in p.info["cmdline"]:
-                    out.append(p)
+            cmdline = p.info["cmdline"] or []
+            ours = any("autotune" in c for c in cmdline) and "search" not in cmdline and p.pid != os.getpid()
+            if ours and p.environ().get("AUTOTUNE_CACHE") == str(cache):
+                out.append(p)
         except psutil.Error:
             continue
     return out
@@ -109,3 +110,25 @@ def test_a_probe_killed_mid_trial_is_a_crashed_trial_and_the_search_goes_on(tiny
     summary = json.loads(out)
     assert any(t["status"] == "crashed" for t in summary["trials"])  # said as what it was
     assert _running_trials(db) == [] and not _probes(cache)
+
+
+FAULTS = Path(__file__).parent / "faults"  # a sitecustomize that injects the fault named by AUTOTUNE_FAULT
+
+
+@pytest.mark.parametrize(
+    ("cache", "fault", "reason"),
+    [("disk", "disk_full", "wrote 2 of"), ("ram", "ram_short", "dropped cache=ram")],
+)
+def test_a_cache_that_does_not_fit_while_probing_is_infeasible_not_ok(tiny_demo, tmp_path, env, cache, fault, reason):
+    """A disk that fills up while the .npy cache is written (Ultralytics deletes the failed files and only warns),
+    and RAM too short for cache=ram (Ultralytics silently trains without a cache): said as what they are."""
+    cache_dir, environ = env
+    environ = {**environ, "PYTHONPATH": f"{FAULTS}{os.pathsep}{environ.get('PYTHONPATH', '')}", "AUTOTUNE_FAULT": fault}
+    cmd = [sys.executable, "-m", "autotune", "probe", "--data", str(tiny_demo), "--imgsz", "64", "--batch", "4",
+           "--workers", "1", "--iters", "3", "--device", "cpu", "--cache", cache, "--json"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # measured, not ok
+    result = json.loads(proc.stdout)
+    assert result["status"] == "infeasible" and reason in result["reason"], result["reason"]
+    assert "Traceback" not in proc.stderr
+    assert not _probes(cache_dir)

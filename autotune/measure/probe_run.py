@@ -26,6 +26,7 @@ from autotune.measure.staging import (
     Staging,
     damage_warnings,
     damaged_images,
+    scratch_room,
     set_page_cache,
     stage_subset,
     subset_summary,
@@ -232,6 +233,9 @@ def measure(
     cuda = config.device != "cpu"
     if cuda and not torch.cuda.is_available():
         return failed(INFEASIBLE, f"device {config.device} requested but CUDA is not available", config, workload)
+    room = scratch_room(s, config, scratch)
+    if room:
+        return failed(INFEASIBLE, room, config, workload, warnings=s.warnings)
     pc = set_page_cache(s, config, options)
     # The optimizer is pinned to the full run's choice (see optimizer.auto_optimizer).
     opt_args, optimizer_reason = optimizer_args(config, len(s.info.train), s.info.nc, workload.epochs)
@@ -271,7 +275,7 @@ def measure(
 
 
 def assemble(
-    setup: Setup, w: Window, cache_records: list[tuple[str, int, float, int]], found: dict[str, Any]
+    setup: Setup, w: Window, cache_records: list[tuple[str, int, float, int, int]], found: dict[str, Any]
 ) -> ProbeResult:
     """The result: window statistics, every silent change Ultralytics made, memory against the limit, costs."""
     config, workload, options, s, pc = setup.config, setup.workload, setup.options, setup.staging, setup.page_cache
@@ -365,17 +369,28 @@ def assemble(
 
 
 def cache_cost(
-    config: TrainConfig, records: list[tuple[str, int, float, int]], full_images: int, first_image: str
+    config: TrainConfig, records: list[tuple[str, int, float, int, int]], full_images: int, first_image: str
 ) -> CacheCost:
     """The one-time cost of the image cache: measured on the subset (CacheTimer's records), extrapolated to the
-    dataset (train + val)."""
+    dataset (train + val). A disk cache with .npy files missing afterwards (a disk filled up) does not fit."""
     if config.cache == "none":
         return CacheCost(mode="none")
     n = sum(r[1] for r in records)
     s = sum(r[2] for r in records)
     b = sum(r[3] for r in records)
+    written = sum(r[4] for r in records)
     if n == 0:
         return CacheCost(mode=config.cache, rule="Ultralytics built no cache")
+    if written < n:
+        return CacheCost(
+            mode=config.cache,
+            subset_images=n,
+            subset_s=s,
+            subset_bytes=b,
+            fits=False,
+            rule=f"cache=disk wrote {written} of {n} .npy files in the probe's scratch folder: the disk filled up "
+            "(Ultralytics only warns, and reads the rest from the images, so the cache's speed is not measured)",
+        )
     full_s, full_b = s / n * full_images, int(b / n * full_images)
     gib = 2**30
     if config.cache == "ram":

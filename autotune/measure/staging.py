@@ -156,6 +156,24 @@ def resize_staged(staged: StagedSubset, imgsz: int, full_images: int, beside: Pa
     )
 
 
+def scratch_room(s: Staging, config: TrainConfig, scratch: Path) -> str | None:
+    """Why the probe's own files cannot fit where it stages them (its .npy cache, full-resolution uint8 images),
+    or None. The full run's cache is judged apart, beside the user's images (probe_run.cache_cost)."""
+    if config.cache != "disk":
+        return None
+    sizes = image_sizes(s.staged.train_sources[:16])
+    mean_pixels = sum(w * h for w, h in sizes) / len(sizes) if sizes else 640 * 640
+    need = int((len(s.staged.train) + len(s.staged.val)) * mean_pixels * 3 * 1.1)
+    free = shutil.disk_usage(scratch).free
+    if need <= free:
+        return None
+    gib = 2**30
+    return (
+        f"cache=disk: the probe's .npy files need ~{need / gib:.2f} GiB and its scratch folder {scratch} has "
+        f"{free / gib:.2f} GiB free (set AUTOTUNE_CACHE to a folder on a larger disk)"
+    )
+
+
 @dataclass(frozen=True)
 class PageCachePlan:
     """The page-cache state the probe reads its files in: the full run's steady state, unless told otherwise."""

@@ -161,7 +161,9 @@ def close_loaders(trainer: Any) -> None:
 class CacheTimer:
     """Times Ultralytics' BaseDataset.cache_images per dataset (train and val)."""
 
-    records: list[tuple[str, int, float, int]] = field(default_factory=list)  # (prefix, images, seconds, bytes)
+    # (prefix, images, seconds, bytes, .npy files there afterwards: fewer than images when a disk filled up, which
+    # Ultralytics only warns about, deleting each .npy it failed to write)
+    records: list[tuple[str, int, float, int, int]] = field(default_factory=list)
 
     def install(self) -> Callable[[], None]:
         """Patch the class; returns the undo."""
@@ -174,11 +176,12 @@ class CacheTimer:
             t0 = time.perf_counter()
             original(ds)
             dt = time.perf_counter() - t0
+            written = [f for f in ds.npy_files if f.exists()] if ds.cache == "disk" else []
             if ds.cache == "disk":
-                nbytes = sum(f.stat().st_size for f in ds.npy_files if f.exists())
+                nbytes = sum(f.stat().st_size for f in written)
             else:  # ram: resized images, height x width x channels bytes (uint8)
                 nbytes = sum(h * w * ds.channels for h, w in (hw for hw in ds.im_hw if hw))
-            timer.records.append((str(ds.prefix), ds.ni, dt, nbytes))
+            timer.records.append((str(ds.prefix), ds.ni, dt, nbytes, len(written) if ds.cache == "disk" else ds.ni))
 
         BaseDataset.cache_images = timed
 
