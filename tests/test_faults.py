@@ -132,3 +132,34 @@ def test_a_cache_that_does_not_fit_while_probing_is_infeasible_not_ok(tiny_demo,
     assert result["status"] == "infeasible" and reason in result["reason"], result["reason"]
     assert "Traceback" not in proc.stderr
     assert not _probes(cache_dir)
+
+
+def test_no_network_and_no_install_at_run_time(tiny_demo, tmp_path, env):
+    """Importing autotune and running a verb (its probe subprocess included) looks up no host, connects nowhere and
+    installs nothing, even on a fresh machine (no Ultralytics settings yet) and with a non-image file named .jpg
+    in the dataset (which made Ultralytics try to pip-install pi-heif)."""
+    _, environ = env
+    data = Path(tiny_demo).parent
+    fake = data / "images" / "train" / "zz_not_an_image.jpg"
+    fake.write_bytes(b"this is not a JPEG")
+    log = tmp_path / "net.log"
+    path = f"{FAULTS}{os.pathsep}{environ.get('PYTHONPATH', '')}"
+    environ = {**environ, "PYTHONPATH": path, "AUTOTUNE_FAULT": "network", "AUTOTUNE_NET_LOG": str(log),
+               "YOLO_CONFIG_DIR": str(tmp_path / "fresh-settings")}  # fmt: skip
+    for var in ("YOLO_OFFLINE", "YOLO_AUTOINSTALL"):  # autotune sets them itself
+        environ.pop(var, None)
+    db = f"sqlite:///{tmp_path / 'studies.db'}"
+    try:
+        cmd = [sys.executable, "-m", "autotune", "probe", "--data", str(tiny_demo), "--imgsz", "64", "--batch", "4",
+               "--workers", "1", "--iters", "3", "--device", "cpu", "--json"]  # fmt: skip
+        probe = subprocess.run(cmd, capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=300)
+        search = subprocess.run(_search(tiny_demo, db, budget="20s"), capture_output=True, text=True, env=environ,
+                                cwd=tmp_path, timeout=300)  # fmt: skip
+        report = subprocess.run([sys.executable, "-m", "autotune", "report", "--storage", db], capture_output=True,
+                                text=True, env=environ, cwd=tmp_path, timeout=300)  # fmt: skip
+    finally:
+        fake.unlink()
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert json.loads(probe.stdout)["status"] == "ok"
+    assert search.returncode in (0, 1) and report.returncode in (0, 2), search.stderr[-2000:] + report.stderr[-2000:]
+    assert not log.exists(), log.read_text()  # nothing was looked up, connected to or installed

@@ -107,6 +107,10 @@ def measure_cache(config: TrainConfig, workload: Workload, options: ProbeOptions
     from ultralytics.data.build import build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
 
+    from autotune.measure.ultralytics_glue import patch_downloads
+
+    patch_downloads()
+
     info = load_dataset(workload.data)
     counts = count_objects(info.train)
     idx = choose_subset(counts, min(SAMPLE, len(info.train)), options.seed)

@@ -44,6 +44,10 @@ def measure_loader(config: TrainConfig, workload: Workload, options: ProbeOption
 
     from ultralytics.models.yolo.detect import DetectionTrainer
 
+    from autotune.measure.ultralytics_glue import patch_downloads
+
+    patch_downloads()
+
     overrides = {
         "data": staged.data_yaml,
         "model": workload.model,

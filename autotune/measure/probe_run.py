@@ -39,7 +39,7 @@ from autotune.measure.ultralytics_glue import (
     close_loaders,
     loader_worker_pids,
     mismatches,
-    patch_amp_check,
+    patch_downloads,
 )
 from autotune.records.config import ProbeOptions, TrainConfig, Workload
 from autotune.records.probe import CacheCost, FileState, MemoryUse, ProbeResult, failed, now_iso
@@ -178,7 +178,7 @@ def train_window(
     from ultralytics import YOLO
 
     cuda = config.device != "cpu"
-    patch_amp_check()
+    patch_downloads()
     model = YOLO(workload.model)
     for event, fn in hooks.callbacks().items():
         model.add_callback(event, fn)

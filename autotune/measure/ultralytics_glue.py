@@ -131,11 +131,20 @@ def offline_amp_check(model: Any) -> bool:
         return False
 
 
-def patch_amp_check() -> None:
-    """Never download weights for the AMP check: Ultralytics' trainer calls ours instead."""
+def no_font(*_args: Any, **_kwargs: Any) -> None:
+    """Stand-in for Ultralytics' check_font, which check_det_dataset calls for every dataset, plots or not: with
+    no Arial.ttf in its settings folder it asks GitHub for one (a DNS look-up and an HTTPS request, even with
+    YOLO_OFFLINE). Fonts only label plots, which autotune never draws with Ultralytics."""
+    return None
+
+
+def patch_downloads() -> None:
+    """Nothing Ultralytics does for autotune downloads: its AMP check (weights) and its font check are ours."""
+    import ultralytics.data.utils as ul_data
     import ultralytics.engine.trainer as ul_trainer
 
     ul_trainer.check_amp = offline_amp_check
+    ul_data.check_font = no_font
 
 
 def restore_workers(trainer: Any, workers: int) -> None:

@@ -30,7 +30,7 @@ from autotune.measure.ultralytics_glue import (
     import_quietly,
     mismatches,
     mosaic_on,
-    patch_amp_check,
+    patch_downloads,
     restore_workers,
 )
 from autotune.records.config import TrainConfig
@@ -397,7 +397,7 @@ def train(
     import_quietly()
     from ultralytics import YOLO
 
-    patch_amp_check()
+    patch_downloads()
     expected = TrainConfig.from_dict(run.config)
     tracker = EpochTracker(run, expected, on_event, persist)
     kwargs = {"resume": str(run.last_pt)} if resume else {k: v for k, v in args.items() if k != "model"}
