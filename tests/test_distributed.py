@@ -51,6 +51,17 @@ def test_two_workers_share_a_study(postgres_server, tiny_demo, tmp_path):  # noq
         profile = tmp_path / r["profile"]
         assert postgres_server.password not in profile.read_text()
         assert postgres_server.password not in profile.with_suffix(".json").read_text()
+    # the report of the shared study, and every file autotune wrote (reports, probe logs): no password anywhere
+    report = subprocess.run(
+        [sys.executable, "-m", "autotune", "report", "--storage", url, "--study", "shared", "--out", "rep", "--json"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert postgres_server.password not in report.stdout + report.stderr
+    written = [f for f in tmp_path.rglob("*") if f.is_file() and f.suffix in (".md", ".html", ".json", ".log", ".yaml")]
+    assert any(f.name == "report.md" for f in written) and any(f.suffix == ".log" for f in written)
+    for f in written:
+        assert postgres_server.password not in f.read_text(errors="replace"), f
 
 
 def test_a_worker_on_other_hardware_is_refused(postgres_server, tiny_demo, tmp_path):  # noqa: F811

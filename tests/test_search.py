@@ -248,9 +248,28 @@ def test_front_and_pick_rule():
     assert pick([_rec(0, 96, 1.0, False)], None) == (None, "no feasible trial")
 
 
-def test_mask_url():
-    assert mask_url("postgresql://bob:s3cret@db:5432/x") == "postgresql://bob:***@db:5432/x"
-    assert mask_url("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+@pytest.mark.parametrize(
+    ("url", "masked", "secret"),
+    [
+        ("postgresql://bob:s3cret@db:5432/x", "postgresql://bob:***@db:5432/x", "s3cret"),
+        ("postgresql://:s3cret@db/x", "postgresql://:***@db/x", "s3cret"),  # no user name
+        ("postgresql://bob:s3@cr@et@db/x", "postgresql://bob:***@db/x", "s3@cr@et"),  # '@' in it: all hidden
+        ("postgresql://bob:s3%40cret@db/x", "postgresql://bob:***@db/x", "s3@cret"),  # percent-escaped
+        ("postgresql://bob:s3:cr/et@db/x", "postgresql://bob:***@db/x", "s3:cr/et"),  # ':' and '/' in it
+        ("postgresql://bob@db/x?password=s3cret&sslmode=require", "postgresql://bob@db/x?password=***&sslmode=require",
+         "s3cret"),
+        ("postgresql+psycopg://bob@db/x?sslpassword=s3cret", "postgresql+psycopg://bob@db/x?sslpassword=***", "s3cret"),
+        ("postgresql://bob@db/x", "postgresql://bob@db/x", None),
+        ("sqlite:////tmp/a.db", "sqlite:////tmp/a.db", None),
+    ],
+)  # fmt: skip
+def test_mask_url_hides_every_form_of_password(url, masked, secret):
+    from autotune.search.store import mask_text
+
+    assert mask_url(url) == masked
+    if secret:  # an error message that quotes the URL and, decoded, the password: neither is shown
+        error = f"could not connect to {url}: password {secret!r} was refused"
+        assert secret not in mask_text(error, url) and "s3" not in mask_text(error, url)
 
 
 def test_memory_model_and_violation():
