@@ -34,11 +34,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autotune.records.config import ProbeOptions, TrainConfig, Workload  # noqa: E402
 from autotune.measure.machine import fingerprint  # noqa: E402
 from autotune.measure.probe import probe  # noqa: E402
-from autotune.records.probe import ProbeResult
 from autotune.measure.stats import mean  # noqa: E402
+from autotune.records.config import ProbeOptions, TrainConfig, Workload  # noqa: E402
+from autotune.records.probe import ProbeResult  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,8 @@ def run_search(args: argparse.Namespace, study: str, env: dict[str, str]) -> tup
 def run_train(study: str, epochs: int, env: dict[str, str]) -> dict[str, Any] | str:
     """A short `autotune train --study` run of the winner: its per-epoch predicted and actual training seconds,
     read back from the study as `autotune report` reads them."""
-    import optuna
-
-    from autotune.data.demo import cache_root
-    from autotune.report import train_runs_of
-    from autotune.search import open_storage
+    from autotune.report.build import train_run_row
+    from autotune.search import store
 
     argv = [sys.executable, "-m", "autotune", "train", "--study", study, "--epochs", str(epochs)]
     print(f"[compare] train: {' '.join(argv[2:])}", flush=True)
@@ -103,9 +100,8 @@ def run_train(study: str, epochs: int, env: dict[str, str]) -> dict[str, Any] | 
     print(p.stderr[-1500:], flush=True)
     if p.returncode != 0:
         return f"exit {p.returncode}: {(p.stderr.strip().splitlines() or [''])[-1][:200]}"
-    store = open_storage(f"sqlite:///{cache_root() / 'studies.db'}")
-    runs = train_runs_of(optuna.load_study(study_name=study, storage=store).user_attrs)
-    return runs[-1] if runs else "no run recorded"
+    runs = store.load(store.open_storage(None, create=False), study).train_runs()
+    return train_run_row(runs[-1]) if runs else "no run recorded"
 
 
 def ratio(a: Row, b: Row) -> str:
@@ -139,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     t_start = time.monotonic()
     cpu = a.device == "cpu"
-    from autotune.cli import _data_yaml
+    from autotune.cli.base import data_yaml as _data_yaml
 
     workload = Workload(data=_data_yaml(a.data))
     options = ProbeOptions(iters=a.iters, warmup_max=15 if cpu else 30)

@@ -12,11 +12,11 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from autotune.records.config import ProbeOptions, TrainConfig, Workload
 from autotune.data.demo import DemoSpec, write_demo_dataset
 from autotune.measure.machine import fingerprint
 from autotune.measure.probe import probe
 from autotune.measure.stats import mean, relative_spread
+from autotune.records.config import ProbeOptions, TrainConfig, Workload
 
 
 def main() -> int:

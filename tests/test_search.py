@@ -12,10 +12,12 @@ from autotune.records.config import ProbeOptions, TrainConfig, Workload
 from autotune.records.machine import GPU, Machine
 from autotune.records.search import DatasetSize, Space, TrialRecord
 from autotune.search import profiles
+from autotune.search.names import mask_url
 from autotune.search.pick import front, pick
-from autotune.search.runner import INFEASIBLE_S, Search, SearchSettings, SlowerThanBest
+from autotune.search.rules import SlowerThanBest
+from autotune.search.runner import INFEASIBLE_S, Search
+from autotune.search.settings import SearchSettings
 from autotune.search.space import build_space, cache_violation, fit_memory_model, memory_violation
-from autotune.search.store import mask_url
 
 MACHINE = Machine("Test CPU", 2, 24 * 2**30, (), "host")
 WORKLOAD = Workload(data="/data/data.yaml", model="yolo11n.yaml", epochs=100)
@@ -264,7 +266,7 @@ def test_front_and_pick_rule():
     ],
 )  # fmt: skip
 def test_mask_url_hides_every_form_of_password(url, masked, secret):
-    from autotune.search.store import mask_text
+    from autotune.search.names import mask_text
 
     assert mask_url(url) == masked
     if secret:  # an error message that quotes the URL and, decoded, the password: neither is shown

@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import yaml
@@ -135,6 +136,55 @@ def check_room(root: Path, frames: int, spec: DemoSpec) -> None:
         )
 
 
+def _claimable(root: Path, marker_path: Path, wanted: dict[str, Any]) -> bool:
+    """Whether the folder already holds this spec complete; a UserError where it holds anything else."""
+    check_out_folder(root)
+    if marker_path.is_file():
+        marker = _read_marker(marker_path)
+        if {"generator": marker.get("generator"), "spec": marker.get("spec")} != wanted:
+            raise UserError(
+                f"{root} already holds a demo dataset made with a different spec ({marker.get('spec')}); "
+                "pick another folder or delete it."
+            )
+        return bool(marker.get("complete"))
+    if root.exists() and any(root.iterdir()):
+        raise UserError(f"{root} is not empty and is not an autotune demo dataset; refusing to write into it.")
+    return False
+
+
+def _render(
+    jobs: list[tuple[DemoSpec, str, int, int]], processes: int | None, progress: Callable[[int, int], None] | None
+) -> None:
+    """Render and write the frames, in parallel where the caller's script allows spawned workers."""
+    workers = min(processes or os.cpu_count() or 1, len(jobs))
+    if not spawn_can_start():
+        workers = 1
+    done = 0
+    if workers <= 1:
+        for job in jobs:
+            _generate_one(job)
+            done += 1
+            if progress is not None:
+                progress(done, len(jobs))
+        return
+    chunk = max(1, min(8, len(jobs) // (workers * 4)))  # small chunks: smooth progress, balanced load
+    # Spawned, not forked, workers: a forked child inherits the parent's OpenCV thread pool half-alive
+    # and hangs in it. ProcessPoolExecutor (not Pool) so that workers dying at start-up, e.g. because
+    # the calling script lacks an `if __name__ == "__main__":` guard, fail fast instead of respawning.
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init) as pool:
+            for _ in pool.map(_generate_one, jobs, chunksize=chunk):
+                done += 1
+                if progress is not None:
+                    progress(done, len(jobs))
+    except BrokenProcessPool as exc:
+        raise UserError(
+            "Demo dataset worker processes died; if a script calls write_demo_dataset, put the call "
+            "under `if __name__ == '__main__':`, or pass processes=1."
+        ) from exc
+
+
 def write_demo_dataset(
     spec: DemoSpec,
     out: Path | None = None,
@@ -160,19 +210,7 @@ def write_demo_dataset(
     data_yaml = root / "data.yaml"
     wanted = {"generator": GENERATOR, "spec": asdict(spec)}
 
-    check_out_folder(root)
-    complete = False
-    if marker_path.is_file():
-        marker = _read_marker(marker_path)
-        if {"generator": marker.get("generator"), "spec": marker.get("spec")} != wanted:
-            raise UserError(
-                f"{root} already holds a demo dataset made with a different spec ({marker.get('spec')}); "
-                "pick another folder or delete it."
-            )
-        complete = bool(marker.get("complete"))
-    elif root.exists() and any(root.iterdir()):
-        raise UserError(f"{root} is not empty and is not an autotune demo dataset; refusing to write into it.")
-
+    complete = _claimable(root, marker_path, wanted)
     paths = [_paths(root, i, n_train) for i in range(spec.images)]
     missing = [i for i, (im, lb) in enumerate(paths) if not (im.is_file() and lb.is_file())]
     check_room(root, len(missing), spec)
@@ -191,35 +229,7 @@ def write_demo_dataset(
     # Claim the folder first (complete=False) so an interrupted run can be resumed, not refused as foreign.
     atomic_write(marker_path, json.dumps({**wanted, "complete": False}, indent=2).encode())
 
-    jobs = [(spec, str(root), i, n_train) for i in missing]
-    workers = min(processes or os.cpu_count() or 1, len(jobs))
-    if not spawn_can_start():
-        workers = 1
-    done = 0
-    if workers <= 1:
-        for job in jobs:
-            _generate_one(job)
-            done += 1
-            if progress is not None:
-                progress(done, len(jobs))
-    elif jobs:
-        chunk = max(1, min(8, len(jobs) // (workers * 4)))  # small chunks: smooth progress, balanced load
-        # Spawned, not forked, workers: a forked child inherits the parent's OpenCV thread pool half-alive
-        # and hangs in it. ProcessPoolExecutor (not Pool) so that workers dying at start-up, e.g. because
-        # the calling script lacks an `if __name__ == "__main__":` guard, fail fast instead of respawning.
-        ctx = multiprocessing.get_context("spawn")
-        try:
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init) as pool:
-                for _ in pool.map(_generate_one, jobs, chunksize=chunk):
-                    done += 1
-                    if progress is not None:
-                        progress(done, len(jobs))
-        except BrokenProcessPool as exc:
-            raise UserError(
-                "Demo dataset worker processes died; if a script calls write_demo_dataset, put the call "
-                "under `if __name__ == '__main__':`, or pass processes=1."
-            ) from exc
-
+    _render([(spec, str(root), i, n_train) for i in missing], processes, progress)
     atomic_write(data_yaml, yaml_text.encode())
     atomic_write(marker_path, json.dumps({**wanted, "complete": True}, indent=2).encode())  # written last
     total_bytes = sum(p[0].stat().st_size for p in paths)

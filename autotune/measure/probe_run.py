@@ -42,7 +42,7 @@ from autotune.measure.ultralytics_glue import (
     patch_downloads,
 )
 from autotune.records.config import ProbeOptions, TrainConfig, Workload
-from autotune.records.probe import CacheCost, FileState, MemoryUse, ProbeResult, failed, now_iso
+from autotune.records.probe import CacheCost, FileState, IterStats, MemoryUse, ProbeResult, failed, now_iso
 from autotune.records.status import CRASHED, INFEASIBLE, OK, OVER_LIMIT
 from autotune.status import classify_exception
 from autotune.units import parse_memory_limit
@@ -274,48 +274,34 @@ def measure(
     return assemble(setup, w, cache_timer.records, found)
 
 
-def assemble(
-    setup: Setup, w: Window, cache_records: list[tuple[str, int, float, int, int]], found: dict[str, Any]
-) -> ProbeResult:
-    """The result: window statistics, every silent change Ultralytics made, memory against the limit, costs."""
-    config, workload, options, s, pc = setup.config, setup.workload, setup.options, setup.staging, setup.page_cache
-    status, reason = w.status, w.reason
-    rec, eff = w.hooks.recorder, w.hooks.eff
-    warnings = list(s.warnings)
-    stats, revisits = None, False
-    if status == OK:
-        wait, compute = rec.window_times()
-        steps = rec.steady_steps() or rec.step_s
-        if not rec.step_s:
-            status, reason = CRASHED, "no optimizer step was seen"
-        else:
-            stats = summarize(wait, compute, steps, eff["batch"], eff["accumulate"])
-        used = (rec.warmup or 0) + options.iters + 1
-        revisits = used * eff["batch"] > len(s.staged.train)
-        if revisits:
-            warnings.append(
-                f"the dataset has {len(s.info.train)} training images, fewer than the {used} batches of this probe "
-                "need: later iterations revisit images, which the page cache and mosaic buffer serve"
-            )
-        if not rec.settled:
-            warnings.append(
-                f"iteration times had not settled after {options.warmup_max} warm-up iterations; "
-                "measured anyway, expect more noise"
-            )
-    warnings += damage_warnings(*found.get("damaged", ([], [])))
-    effective = {**eff, "loader_processes": w.hooks.loader_procs}
-    changed = mismatches(config, effective, setup.opt_args, config.device != "cpu", s.workers)
-    if effective.get("mosaic") is not None and effective["mosaic"] != options.mosaic:
-        on = {True: "on", False: "off"}
-        changed.append(
-            (INFEASIBLE, f"mosaic {on[options.mosaic]} asked, Ultralytics trained with it {on[effective['mosaic']]}")
+def window_stats(setup: Setup, w: Window) -> tuple[IterStats | None, bool, tuple[str, str], list[str]]:
+    """(statistics of the measured window, whether it revisited images, (status, reason), warnings)."""
+    rec, eff, options = w.hooks.recorder, w.hooks.eff, setup.options
+    if w.status != OK:
+        return None, False, (w.status, w.reason), []
+    warnings = []
+    used = (rec.warmup or 0) + options.iters + 1
+    revisits = used * eff["batch"] > len(setup.staging.staged.train)
+    if revisits:
+        warnings.append(
+            f"the dataset has {len(setup.staging.info.train)} training images, fewer than the {used} batches of this "
+            "probe need: later iterations revisit images, which the page cache and mosaic buffer serve"
         )
-    cache = cache_cost(config, cache_records, len(s.info.train) + len(s.info.val), s.info.train[0])
-    if status == OK and changed:
-        status, reason = changed[0]
-    if status == OK and cache.fits is False:
-        status, reason = INFEASIBLE, cache.rule
-    memory = MemoryUse(
+    if not rec.settled:
+        warnings.append(
+            f"iteration times had not settled after {options.warmup_max} warm-up iterations; "
+            "measured anyway, expect more noise"
+        )
+    if not rec.step_s:
+        return None, revisits, (CRASHED, "no optimizer step was seen"), warnings
+    wait, compute = rec.window_times()
+    stats = summarize(wait, compute, rec.steady_steps() or rec.step_s, eff["batch"], eff["accumulate"])
+    return stats, revisits, (OK, ""), warnings
+
+
+def memory_use(setup: Setup, w: Window) -> MemoryUse:
+    """Peaks of the window and of the validation batch, with the limit where it applies."""
+    return MemoryUse(
         peak_host_bytes=w.host_peak,
         host_kind=w.host_kind,
         host_limit_bytes=setup.limits.host,
@@ -327,45 +313,64 @@ def assemble(
         **{k: w.val.get(k) for k in ("val_batch", "val_batch_s", "val_data_s", "val_first_s", "val_peak_gpu_bytes")},
         val_peak_host_bytes=w.val.get("val_peak_host_bytes"),
     )
+
+
+def silent_changes(setup: Setup, effective: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every setting Ultralytics changed from what the probe asked (mosaic included), as (status, reason)."""
+    config, options = setup.config, setup.options
+    changed = mismatches(config, effective, setup.opt_args, config.device != "cpu", setup.staging.workers)
+    if effective.get("mosaic") is not None and effective["mosaic"] != options.mosaic:
+        on = {True: "on", False: "off"}
+        changed.append(
+            (INFEASIBLE, f"mosaic {on[options.mosaic]} asked, Ultralytics trained with it {on[effective['mosaic']]}")
+        )
+    return changed
+
+
+def assemble(
+    setup: Setup, w: Window, cache_records: list[tuple[str, int, float, int, int]], found: dict[str, Any]
+) -> ProbeResult:
+    """The result: window statistics, every silent change Ultralytics made, memory against the limit, costs. The
+    first problem found decides the status: the run itself, a changed setting, a cache that does not fit, memory."""
+    config, s, pc, rec = setup.config, setup.staging, setup.page_cache, w.hooks.recorder
+    stats, revisits, (status, reason), warnings = window_stats(setup, w)
+    effective = {**w.hooks.eff, "loader_processes": w.hooks.loader_procs}
+    changed = silent_changes(setup, effective)
+    cache = cache_cost(config, cache_records, len(s.info.train) + len(s.info.val), s.info.train[0])
+    memory = memory_use(setup, w)
+    for problem in (changed[0] if changed else None, (INFEASIBLE, cache.rule) if cache.fits is False else None):
+        if status == OK and problem is not None:
+            status, reason = problem
     if status == OK:
         status, reason = limit_status(memory)
     resident_start = found.get("resident_at_start")
-    files = FileState(
-        resident_before=pc.resident_before,
-        resident_at_start=resident_start,
-        read=pagecache.describe(resident_start),
-        regime=pc.regime,
-        regime_reason=pc.regime_reason,
-        action=pc.action + (" (and the .npy cache dropped)" if found.get("npy_dropped") else ""),
-    )
-    effective["optimizer_reason"] = setup.optimizer_reason
     return ProbeResult(
         status=status,
         reason=reason,
         requested=config.to_dict(),
-        effective=effective,
+        effective={**effective, "optimizer_reason": setup.optimizer_reason},
         stats=stats,
         memory=memory,
         cache=cache,
-        files=files,
+        files=FileState(
+            resident_before=pc.resident_before,
+            resident_at_start=resident_start,
+            read=pagecache.describe(resident_start),
+            regime=pc.regime,
+            regime_reason=pc.regime_reason,
+            action=pc.action + (" (and the .npy cache dropped)" if found.get("npy_dropped") else ""),
+        ),
         source_cost=s.source_cost,
-        workload={**workload.to_dict(), "n_train": len(s.info.train), "n_val": len(s.info.val), "nc": s.info.nc},
+        workload={**setup.workload.to_dict(), "n_train": len(s.info.train), "n_val": len(s.info.val), "nc": s.info.nc},
         subset=subset_summary(s.staged, revisits),
-        timings={
-            "data_wait_s": rec.data_wait_s,
-            "compute_s": rec.compute_s,
-            "step_s": rec.step_s,
-            "step_iters": rec.step_iters,
-            "warmup": rec.warmup,
-            "settled": rec.settled,
-            "window": rec.window,
-        },
-        warnings=tuple(warnings),
-        options=options.to_dict(),
+        timings={"data_wait_s": rec.data_wait_s, "compute_s": rec.compute_s, "step_s": rec.step_s,
+                 "step_iters": rec.step_iters, "warmup": rec.warmup, "settled": rec.settled, "window": rec.window},
+        warnings=(*s.warnings, *warnings, *damage_warnings(*found.get("damaged", ([], [])))),
+        options=setup.options.to_dict(),
         extras=w.hooks.extras,
         created=now_iso(),
         duration_s=time.perf_counter() - setup.t_start,
-    )
+    )  # fmt: skip
 
 
 def cache_cost(

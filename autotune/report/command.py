@@ -14,7 +14,7 @@ from autotune.records.config import MAX_EPOCHS, whole
 from autotune.report.build import build
 from autotune.report.data import ReportData
 from autotune.report.documents import FORMATS, write
-from autotune.search import store
+from autotune.search import names, store
 from autotune.search.command import remeasure
 
 
@@ -39,7 +39,7 @@ def check(req: ReportRequest) -> list[str]:
     if req.repeats < 1:
         raise UserError(f"repeats must be >= 1, got {req.repeats}")
     if req.study is not None:
-        store.check_study_name(req.study)
+        names.check_study_name(req.study)
     if req.out is not None:
         check_out_folder(req.out)
     return fmts
@@ -55,8 +55,8 @@ def report(
     url = req.storage or store.default_url()
     storage = store.open_storage(url, create=False)
     # a name from the storage (another host may have made it) decides a folder: checked like a typed one
-    name = store.check_study_name(req.study or store.latest_study_name(storage))
-    st = store.load(storage, name, store.mask_url(url))
+    name = names.check_study_name(req.study or store.latest_study_name(storage))
+    st = store.load(storage, name, names.mask_url(url))
     data = build(st.snapshot(url), req.epochs)  # an unusable study fails here, before any probe
     if req.measure:
         on_measured(remeasure(storage, url, name, req.repeats, on_event))

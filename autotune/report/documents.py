@@ -174,8 +174,7 @@ def _config(c: dict[str, Any]) -> str:
     return text + (", from the pre-resized copy" if c.get("source") == "resized" else "")
 
 
-def markdown(d: ReportData, images: Sequence[Path], notes: Sequence[str]) -> str:
-    """report.md: tables, then the charts as image links (relative to the report's folder)."""
+def _overview_md(d: ReportData) -> list[str]:
     b, w = d.baseline, d.winner
     limit = f"{d.memory_limit_bytes / GiB:.2f} GiB" if d.memory_limit_bytes else "none"
     parts = [
@@ -197,6 +196,12 @@ def markdown(d: ReportData, images: Sequence[Path], notes: Sequence[str]) -> str
                 for name, s in (("baseline", b), ("winner", w))
             ],
         ),
+    ]
+    return parts
+
+
+def _factors_md(d: ReportData) -> list[str]:
+    parts = [
         "## The factor table\n",
         "Each lever measured alone: the baseline with only that lever set to the winner's value "
         "(images/s ratio, interval from repeated probes).\n",
@@ -218,7 +223,12 @@ def markdown(d: ReportData, images: Sequence[Path], notes: Sequence[str]) -> str
     ]
     if d.missing:
         parts.append(f"Not measured yet: {', '.join(d.missing)}. `autotune report --measure` measures them.\n")
-    parts += [
+    return parts
+
+
+def _times_md(d: ReportData) -> list[str]:
+    b, w = d.baseline, d.winner
+    parts = [
         "## Epoch and total time\n",
         _md_table(
             [
@@ -242,6 +252,13 @@ def markdown(d: ReportData, images: Sequence[Path], notes: Sequence[str]) -> str
             ],
         ),
     ]
+    return parts
+
+
+def markdown(d: ReportData, images: Sequence[Path], notes: Sequence[str]) -> str:
+    """report.md: the headline and the two configurations, the factor table, epoch and total time, the story's
+    claims answered, then the charts as image links (relative to the report's folder)."""
+    parts = [*_overview_md(d), *_factors_md(d), *_times_md(d)]
     if d.train_runs:
         parts += ["### Predicted vs actual (`autotune train`)\n", _train_runs_md(d.train_runs)]
     else:

@@ -12,7 +12,7 @@ from rich.text import Text
 from autotune.records.config import accumulate
 from autotune.records.probe import ProbeResult
 from autotune.report.data import ReportData
-from autotune.search.runner import SearchOutcome
+from autotune.search.settings import SearchOutcome
 from autotune.status import terminal_style
 from autotune.units import fmt_bytes, fmt_s
 

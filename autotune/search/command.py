@@ -28,7 +28,8 @@ from autotune.search.plan import (
     with_autobatch_seed,
     write_winner_profile,
 )
-from autotune.search.runner import ProbeFn, Search, SearchOutcome, SearchSettings
+from autotune.search.runner import ProbeFn, Search
+from autotune.search.settings import SearchOutcome, SearchSettings
 
 Event = Callable[[str, dict[str, Any]], None]
 

@@ -30,9 +30,10 @@ from autotune.records.config import (
 from autotune.records.machine import Machine
 from autotune.records.search import DatasetSize, Space
 from autotune.search import profiles
-from autotune.search.runner import SearchOutcome, SearchSettings, default_study_name
+from autotune.search.names import check_study_name
+from autotune.search.settings import SearchOutcome, SearchSettings, default_study_name
 from autotune.search.space import build_space, cache_violation, resize_can_matter
-from autotune.search.store import check_study_name, default_url
+from autotune.search.store import default_url
 from autotune.units import parse_assignments, parse_duration, parse_memory_limit
 
 MAX_BUDGET_S = 7 * 86400  # a week: past that it is a typo, not a search

@@ -10,146 +10,43 @@ the whole search with a fake probe and an in-memory study. What the study keeps 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
-import json
 import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from autotune import __version__, status
 from autotune.errors import UserError
-from autotune.records.config import ProbeOptions, TrainConfig, Workload
+from autotune.records.config import TrainConfig, Workload
 from autotune.records.machine import Machine
 from autotune.records.probe import ProbeResult
-from autotune.records.search import DatasetSize, Space, StudyMeta, TrialRecord
+from autotune.records.search import DatasetSize, Space, StudyMeta
 from autotune.records.status import SKIPPED
-from autotune.search import levers, store
+from autotune.search import levers, names, store
 from autotune.search.ladder import next_rung
+from autotune.search.names import mask_url
 from autotune.search.pick import front, pick
+from autotune.search.rules import (
+    SlowerThanBest,
+    autotune_alive,
+    constraint_values,
+    host_lock,
+    one_time_s,
+    peak_memory,
+    worker_seed,
+)
+from autotune.search.settings import SearchOutcome, SearchSettings
 from autotune.search.space import MemoryModel, cache_violation, fit_memory_model, memory_violation
-from autotune.search.store import StudyStore, mask_url
+from autotune.search.store import StudyStore
 
 INFEASIBLE_S = 1e9  # objective value of an infeasible trial: constraints carry the why, this keeps it last
-PRUNE_FACTOR = 1.5  # "clearly slower": the running projection is 1.5x the best finished trial's
-PRUNE_MIN_STEPS = 4  # measured iterations before a running trial may be pruned
 
 ProbeFn = Callable[..., ProbeResult]  # (config, workload, options, on_progress) -> ProbeResult
 Clock = Callable[[], float]
-
-
-def default_study_name(workload: Workload, machine: Machine, space: Space, dataset_key: str) -> str:
-    blob = json.dumps(
-        {"model": workload.model, "data": dataset_key, "epochs": workload.epochs, "machine": machine.identity()},
-        sort_keys=True,
-    )
-    return f"autotune-{hashlib.sha256(blob.encode()).hexdigest()[:8]}-{space.digest()}"
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    budget_s: float
-    storage: str
-    study: str
-    baseline: TrainConfig  # Ultralytics' defaults unless given; may lie outside the space
-    probe_options: ProbeOptions
-    memory_limit_bytes: int | None = None  # GPU memory on CUDA, RAM on CPU
-    target_epoch_s: float | None = None
-    seed: int = 0
-    seeds: tuple[TrainConfig, ...] = ()  # extra seeds inside the space (AutoBatch's batch on a GPU)
-    memory_limit_fraction: float | None = None  # the limit as a share of the device, for AutoBatch
-    end_reserve_s: float | None = None  # kept back for the baseline's repeat; None: as long as the baseline took
-    autobatch: dict[str, Any] | None = None  # AutoBatch's answer on a GPU: imgsz, fraction, batch or error
-    lever_share: float = 0.25  # at most this share of the budget is kept for the report's factor probes (0: none)
-    ladder_after: int | None = 4  # finished trials before the batch ladder proposes rungs (ladder.py); None: never
-
-
-@dataclass(frozen=True)
-class SearchOutcome:
-    study: str
-    storage: str  # masked
-    space: Space
-    n_train: int
-    baseline: ProbeResult | None
-    baseline_end: ProbeResult | None
-    trials: tuple[TrialRecord, ...]
-    front: tuple[TrialRecord, ...]  # fastest feasible config per image size
-    winner: TrialRecord | None
-    pick_reason: str
-    stop_reason: str
-    elapsed_s: float
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    interrupted: bool = False
-    autobatch: dict[str, Any] | None = None  # AutoBatch's answer this run or an earlier one (study attribute)
-
-    @property
-    def drift(self) -> float | None:
-        """Baseline images/s at the end over at the start, minus 1: how much the machine moved meanwhile."""
-        a, b = self.baseline, self.baseline_end
-        if a and b and a.stats and b.stats:
-            return b.stats.images_per_s / a.stats.images_per_s - 1
-        return None
-
-
-class SlowerThanBest:
-    """Prune a running trial whose projected epoch time is clearly (1.5x) worse than the best finished one."""
-
-    def __init__(self, factor: float = PRUNE_FACTOR, min_steps: int = PRUNE_MIN_STEPS) -> None:
-        self.factor, self.min_steps = factor, min_steps
-
-    def prune(self, study: Any, trial: Any) -> bool:
-        steps = trial.intermediate_values
-        if len(steps) < self.min_steps:
-            return False
-        best = store.best_feasible_value(study.get_trials(deepcopy=False))
-        return best is not None and steps[max(steps)] > self.factor * best
-
-
-def one_time_s(result: ProbeResult) -> float:
-    """Seconds paid once per run for this config: its cache build and its resized copy (whole dataset)."""
-    cache = result.cache.full_s if result.cache and result.cache.mode != "none" else 0.0
-    return cache + (result.source_cost.full_s if result.source_cost else 0.0)
-
-
-def peak_memory(result: ProbeResult) -> int | None:
-    """The peak that counts against the limit: GPU memory reserved on CUDA, else the process tree's PSS."""
-    m = result.memory
-    if m is None:
-        return None
-    if m.peak_gpu_reserved_bytes is not None:
-        return max(m.peak_gpu_reserved_bytes, m.val_peak_gpu_bytes or 0)
-    return max(m.peak_host_bytes, m.val_peak_host_bytes or 0)
-
-
-def constraint_values(result: ProbeResult, limit: int | None) -> tuple[float, float, str]:
-    """(memory, other) constraint values (<= 0 feasible) and the reason."""
-    if result.status != "ok":
-        return (*status.constraint_values(result.status), result.reason)
-    peak = peak_memory(result)
-    if limit is not None and peak is not None:
-        return (peak - limit) / limit, 0.0, ""
-    return 0.0, 0.0, ""
-
-
-def worker_seed(seed: int, worker: str) -> int:
-    """A sampler seed of a worker's own, derived from the study's seed and the worker (host:pid)."""
-    return int(hashlib.sha256(f"{seed}:{worker}".encode()).hexdigest()[:8], 16)
-
-
-def autotune_alive(pid: int) -> bool:
-    """Whether `pid` is a live autotune process (a reused pid of another program does not count)."""
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        return p.status() != psutil.STATUS_ZOMBIE and any("autotune" in part for part in p.cmdline())
-    except psutil.Error:
-        return False
 
 
 @dataclass
@@ -169,18 +66,6 @@ class _Run:
 def _first(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
-
-
-@contextlib.contextmanager
-def host_lock(path: Path) -> Iterator[None]:
-    """Probes on one host never overlap: they would disturb each other's timings."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class Search:
@@ -524,7 +409,7 @@ class Search:
                 if failure is None:
                     raise
                 run.stop(
-                    f"the storage stopped answering during {name} ({store.mask_text(_first(failure), self.s.storage)})"
+                    f"the storage stopped answering during {name} ({names.mask_text(_first(failure), self.s.storage)})"
                 )
         return self.outcome(run.baseline, run.baseline_end, run.stop_reason, run.interrupted)
 
@@ -577,7 +462,7 @@ class Search:
             if failure is None:
                 raise
             records, winner, reason, autobatch = (), None, "the storage did not answer", self.s.autobatch
-            self.notes.append(f"the trials could not be read back: {store.mask_text(_first(failure), self.s.storage)}")
+            self.notes.append(f"the trials could not be read back: {names.mask_text(_first(failure), self.s.storage)}")
         return SearchOutcome(
             study=self.s.study,
             storage=mask_url(self.s.storage),
@@ -595,11 +480,3 @@ class Search:
             interrupted=interrupted,
             autobatch=autobatch,
         )
-
-
-def outcome_to_dict(o: SearchOutcome) -> dict[str, Any]:
-    d = asdict(o)
-    d["baseline"] = o.baseline.to_dict() if o.baseline else None
-    d["baseline_end"] = o.baseline_end.to_dict() if o.baseline_end else None
-    d["drift"] = o.drift
-    return d

@@ -14,7 +14,7 @@ from autotune.measure.machine import fingerprint
 from autotune.records.config import ProbeOptions, TrainConfig, Workload
 from autotune.records.probe import ProbeResult
 from autotune.records.run import TrainRun
-from autotune.search import store
+from autotune.search import names, store
 from autotune.train import handover as ho
 from autotune.train import run as tr
 from autotune.train.predict import Rates
@@ -38,7 +38,7 @@ class TrainRequest:
 def source_for(req: TrainRequest) -> ho.Source:
     """Where the measured settings come from: a study's winner or a profile file (and its study, if stored)."""
     if req.study is not None:
-        store.check_study_name(req.study)  # '' too: a typed name is a name
+        names.check_study_name(req.study)  # '' too: a typed name is a name
     if req.profile is not None and (req.best or req.study):
         raise UserError("give --best (or --study NAME) or --profile FILE, not both")
     if req.profile is None and not (req.best or req.study):
@@ -48,7 +48,7 @@ def source_for(req: TrainRequest) -> ho.Source:
     if req.profile is not None:
         return ho.from_profile(req.profile, store.open_existing(req.storage))
     storage = store.open_storage(req.storage, create=False)
-    name = req.study or store.check_study_name(store.latest_study_name(storage))
+    name = req.study or names.check_study_name(store.latest_study_name(storage))
     return ho.from_study(store.load(storage, name))
 
 

@@ -1,140 +1,28 @@
 """The command line: parse, call, print. Requests are checked where they are resolved; nothing is measured or
-decided here. Bad input is one line on stderr and exit code 2, never a traceback."""
+decided here. Bad input is one line on stderr and exit code 2, never a traceback (base.py)."""
 
 from __future__ import annotations
 
-import functools
 import json
-import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from typer import _click as click
-from typer.core import TyperGroup
 
-from autotune.errors import UserError
-
-err = Console(stderr=True)
-
-
-def _error_line(message: str) -> None:
-    """The one line bad input gets: 'autotune: error: ...' on stderr (the message is text, never Rich markup)."""
-    err.print(f"[red]autotune: error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-def _first_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[0] if lines else text.strip()
-
-
-class OneLineErrors(TyperGroup):
-    """Usage errors (an unknown option, a missing value, a word that is not a number) as one line on stderr and
-    exit code 2, like every other bad input, instead of click's usage box."""
-
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as e:
-            e.show()
-            rv = 2
-        except click.exceptions.ClickException as e:
-            message = _first_line(e.format_message())
-            _error_line(message[:1].lower() + message[1:])
-            rv = e.exit_code
-        except typer.Abort:  # Ctrl-C at a prompt, or a pipe closed
-            rv = 130
-        if not standalone_mode:
-            return rv
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-
-app = typer.Typer(
-    cls=OneLineErrors,
-    add_completion=False,
-    no_args_is_help=True,
-    help="Measure how fast Ultralytics YOLO training runs on this machine, and find faster settings.",
-    pretty_exceptions_enable=False,
+from autotune.cli.base import (
+    app,
+    bar_callback,
+    data_yaml,
+    err,
+    interrupt_code,
+    progress_bar,
+    say,
+    user_errors,
 )
 
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where Ctrl-C would be: every command ends the same way for all three (the probe's
-    process group killed, the trial marked, the summary printed)."""
-
-
-_signal = {"last": signal.SIGINT}  # which interrupt arrived: the exit code is 128 + its number
-
-
-def _interrupt(signum: int, _frame: Any) -> None:
-    _signal["last"] = signal.Signals(signum)
-    raise Interrupted(signal.Signals(signum).name)
-
-
-def interrupt_code() -> int:
-    """128 + the signal's number, as a shell reports a process ended by it: 130 for Ctrl-C, 143 for SIGTERM."""
-    return 128 + int(_signal["last"])
-
-
-def user_errors(fn: Callable[..., None]) -> Callable[..., None]:
-    """Bad input is one line on stderr and exit code 2, never a traceback; SIGTERM and SIGHUP act as Ctrl-C."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        _signal["last"] = signal.SIGINT
-        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-        try:
-            fn(*args, **kwargs)
-        except UserError as e:
-            _error_line(str(e))
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:  # where the command has nothing of its own to say about it
-            _say(f"interrupted ({_signal['last'].name}): nothing is left running", "yellow")
-            raise typer.Exit(interrupt_code()) from None
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    return wrapper
-
-
-def _say(text: str, style: str | None = None) -> None:
-    """A line on stderr, unwrapped (paths and commands stay whole), never read as Rich markup."""
-    err.print(text, soft_wrap=True, markup=False, highlight=False, style=style)
-
-
-def _data_yaml(data: str | None) -> str:
-    """The user's data.yaml, or the embedded default workload (generated once, then reused)."""
-    if data is not None:
-        return str(Path(data).expanduser().resolve())
-    from autotune.data.demo import DemoSpec, write_demo_dataset
-
-    with err.status("preparing the embedded default workload (synthetic PPE dataset)...") as status:
-
-        def progress(done: int, total: int) -> None:
-            status.update(f"generating the embedded default workload: {done}/{total} images")
-
-        ds = write_demo_dataset(DemoSpec(), progress=progress)
-    if not ds.reused:
-        _say(f"wrote {ds.n_train + ds.n_val} synthetic images to {ds.root} in {ds.seconds:.0f} s")
-    return str(ds.data_yaml)
-
-
-def _progress_bar(label: str) -> Any:
-    """A progress bar on stderr, for work counted in items (images written)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err,
-                    transient=True)  # fmt: skip
-
-
-def _bar_callback(bar: Any, label: str) -> Callable[[int, int], None]:
-    task = bar.add_task(label, total=None)
-    return lambda done, total: bar.update(task, completed=done, total=total)
+__all__ = ["app", "main"]
 
 
 DataOpt = Annotated[
@@ -162,7 +50,7 @@ def demo_data(
     with err.status("generating...") as status:
         ds = write_demo_dataset(spec, out=out, progress=lambda d, t: status.update(f"generating {d}/{t} images"))
     state = "already there" if ds.reused else f"written in {ds.seconds:.1f} s"
-    _say(f"{ds.n_train} train + {ds.n_val} val images, {ds.bytes / 2**20:.0f} MiB, {state}")
+    say(f"{ds.n_train} train + {ds.n_val} val images, {ds.bytes / 2**20:.0f} MiB, {state}")
     print(ds.data_yaml)
 
 
@@ -189,20 +77,20 @@ def resize(
     from autotune.report.terminal_train import resize_lines
 
     check = rz.ResizeRequest(imgsz, out, quality, processes, measure, batch, workers, iters).check()
-    source = _data_yaml(data)
+    source = data_yaml(data)
     with err.status("reading the dataset and estimating the copy..."):
         plan = rz.plan_resize(source, imgsz, out, quality)
         pending, est = rz.prepare(plan)
     for note in plan.notes:
-        _say(note, "dim")
-    with _progress_bar("resizing") as bar:
-        result = rz.write_copy(plan, pending, est, processes, _bar_callback(bar, "resizing"))
+        say(note, "dim")
+    with progress_bar("resizing") as bar:
+        result = rz.write_copy(plan, pending, est, processes, bar_callback(bar, "resizing"))
     loaders = {}
     if check.config is not None:
         with err.status(f"loader-only throughput, original vs resized ({check.config.label()})..."):
             loaders = rz.compare_loaders(source, result.data_yaml, check.config, "yolo11n.yaml", check.options)
     for text, style in resize_lines(result, loaders, check.config):
-        _say(text, style)
+        say(text, style)
     if as_json:
         print(json.dumps({**result.to_dict(), "loader_only": {k: r.to_dict() for k, r in loaders.items()}}))
     else:
@@ -230,9 +118,9 @@ def _resolve_probe(**typed: Any) -> Any:
     """The shared options of probe and profile, as one request checked before any work."""
     from autotune.measure.request import ProbeRequest, resolve
 
-    resolved = resolve(ProbeRequest(**typed), _data_yaml)
+    resolved = resolve(ProbeRequest(**typed), data_yaml)
     for note in resolved.notes:  # said once all input is known to be good: errors stay one line
-        _say(note, "dim")
+        say(note, "dim")
     return resolved
 
 
@@ -373,16 +261,16 @@ def search(
     from autotune.report.terminal import SearchProgress, search_view
     from autotune.search import command
     from autotune.search.plan import SearchRequest
-    from autotune.search.runner import outcome_to_dict
+    from autotune.search.settings import outcome_to_dict
 
     req = SearchRequest(data=data, model=model, budget=budget, device=device, batch=batch, workers=workers,
                         imgsz=imgsz, cache=cache, source=source, epochs=epochs, vram_limit=vram_limit,
                         baseline=baseline, target_epoch=target_epoch, tries=tuple(tries or ()), storage=storage,
                         study=study, seed=seed, fresh=fresh, iters=iters)  # fmt: skip
     with err.status("planning the search...") as status:
-        prepared = command.prepare(req, _data_yaml, status.update)
+        prepared = command.prepare(req, data_yaml, status.update)
     for note in prepared.notes:
-        _say(note, "dim")
+        say(note, "dim")
     view = SearchProgress(prepared.plan.settings.budget_s, time.monotonic, prepared.plan.n_train)
     with Live(view, console=err, refresh_per_second=2, transient=True):
         outcome, written = command.run(prepared, view.event)
@@ -426,7 +314,7 @@ def report(
                 status.update(f"factor probe ({data['lever']}): {data['config'].label()}")
 
         def on_measured(n: int) -> None:
-            _say(f"{n} factor probe(s) measured and stored in the study", "dim")
+            say(f"{n} factor probe(s) measured and stored in the study", "dim")
 
         data, files = make_report(req, on_measured, on_event)
     written = [str(p) for p in files]
@@ -471,10 +359,10 @@ def train(
     req = tc.TrainRequest(best, study, storage, profile, recipe, resume, measure)
     source = tc.source_for(req)
     out = Console(highlight=False, soft_wrap=True, markup=False)  # "[mosaic]" is text, not Rich markup
-    printer = TrainPrinter(out.print, _say)
+    printer = TrainPrinter(out.print, say)
     if resume:
         run = tc.resumed(source)
-        _say(f"resuming run {run.id} from {run.last_pt} (epochs recorded: {len(run.records)})")
+        say(f"resuming run {run.id} from {run.last_pt} (epochs recorded: {len(run.records)})")
         final = tc.train(source, run, "", {}, printer.event, resume=True)
     else:
         new = tc.new_run(source, recipe, measure, _phase_probe, printer.note, _before_phases(source))
@@ -486,7 +374,7 @@ def train(
         raise typer.Exit(interrupt_code())
     out.print(train_summary(final), style="bold")
     if final.status != "finished":
-        _say(f"training {final.status}: {final.sessions[-1].reason}", "red")
+        say(f"training {final.status}: {final.sessions[-1].reason}", "red")
         raise typer.Exit(1)
 
 
@@ -495,17 +383,17 @@ def _before_phases(source: Any) -> Callable[[Any], None]:
     from autotune.train import command as tc
 
     def before(h: Any) -> None:
-        _say(f"training {source.label}: {h.config.label()} device={h.config.device} optimizer={h.optimizer}")
+        say(f"training {source.label}: {h.config.label()} device={h.config.device} optimizer={h.optimizer}")
         for note in h.notes:
-            _say(f"note: {note}", "dim")
+            say(f"note: {note}", "dim")
         for warning in h.warnings:
-            _say(f"warning: {warning}", "yellow")
+            say(f"warning: {warning}", "yellow")
         if h.config.source == "resized":
             label = f"writing the copy pre-resized to {h.config.imgsz} px"
-            with _progress_bar(label) as bar:
-                result = tc.ensure_resized(source.workload.data, h.config.imgsz, _bar_callback(bar, label))
+            with progress_bar(label) as bar:
+                result = tc.ensure_resized(source.workload.data, h.config.imgsz, bar_callback(bar, label))
             if result is not None:
-                _say(f"wrote {result.images} images to {result.out} in {result.seconds:.1f} s (one-time, as measured)")
+                say(f"wrote {result.images} images to {result.out} in {result.seconds:.1f} s (one-time, as measured)")
 
     return before
 
@@ -515,13 +403,13 @@ def _phase_probe(config: Any, workload: Any, options: Any, what: str) -> Any:
     from autotune.measure.probe import probe as run_probe
     from autotune.report.terminal import beat_text
     from autotune.search.command import lock_path
-    from autotune.search.runner import host_lock
+    from autotune.search.rules import host_lock
 
     try:
         with host_lock(lock_path()), err.status(f"{what}...") as status:
             return run_probe(config, workload, options, on_progress=lambda b: status.update(beat_text(what, b)))
     except KeyboardInterrupt:
-        _say(f"interrupted while {what}: nothing trained")
+        say(f"interrupted while {what}: nothing trained")
         raise typer.Exit(interrupt_code()) from None
 
 
