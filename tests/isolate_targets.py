@@ -56,3 +56,12 @@ def beats_forever(request, heartbeat):
     for i in range(10_000):
         heartbeat({"phase": "measure", "iter": i, "eta_s": 1.0})
         time.sleep(0.05)
+
+
+def beat_then_hang(request, heartbeat):
+    """Start a worker (like a loader's), record the pids, beat once, then hang: the caller decides what happens."""
+    worker = multiprocessing.get_context("fork").Process(target=_sleep_forever)
+    worker.start()
+    Path(request["pid_file"]).write_text(json.dumps([os.getpid(), worker.pid]))
+    heartbeat({"phase": "measure", "iter": 1, "eta_s": 60})
+    time.sleep(600)

@@ -92,3 +92,46 @@ def test_the_caller_can_stop_a_running_child(tmp_path):
     assert out.status == "pruned"
     assert out.leftover_pids == ()
     assert out.duration_s < 30
+
+
+def _alive(pids):
+    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_an_error_in_the_callers_progress_handler_kills_the_group(tmp_path):
+    """A search whose storage fails while a probe beats (say `database is locked` from the pruner): the error
+    reaches the caller, and the probe with its workers is gone."""
+    pid_file = tmp_path / "pids.json"
+
+    def on_progress(beat):
+        raise RuntimeError("database is locked")
+
+    with pytest.raises(RuntimeError, match="database is locked"):
+        run_isolated("isolate_targets:beat_then_hang", {"pid_file": str(pid_file)}, tmp_path / "w",
+                     TimeoutPolicy(startup_s=60), on_progress)  # fmt: skip
+    assert _alive(json.loads(pid_file.read_text())) == []
+
+
+def test_the_child_dies_with_its_caller(tmp_path):
+    """SIGKILL of the caller (no chance to clean up): the child, in its own process group, kills that group."""
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "pids.json"
+    code = (
+        "import sys; from pathlib import Path; from autotune.measure.isolate import TimeoutPolicy, run_isolated; "
+        f"run_isolated('isolate_targets:beat_then_hang', {{'pid_file': {str(pid_file)!r}}}, Path({str(tmp_path)!r}) "
+        "/ 'w', TimeoutPolicy(startup_s=60))"
+    )
+    caller = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = json.loads(pid_file.read_text())
+    caller.kill()
+    caller.wait()
+    deadline = time.monotonic() + 5
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _alive(pids) == []  # the probe and its worker, within a few seconds

@@ -408,3 +408,32 @@ def test_a_storage_that_stops_answering_ends_the_search_cleanly(monkeypatch):
     again = make_search(storage, clock, probe, budget_s=0)
     assert not [t for t in again.study.trials if t.state.name == "RUNNING"]  # the orphan was failed and queued again
     assert any("left running" in n for n in again.notes)
+
+
+def test_ctrl_c_during_the_baseline_probe_ends_with_the_summary():
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+
+    def interrupted(c, w, o, on_progress=None):
+        raise KeyboardInterrupt
+
+    out = make_search(storage, clock, interrupted, budget_s=600).run()
+    assert out.interrupted and "during the baseline probe" in out.stop_reason
+    assert out.baseline is None and out.trials == ()
+
+
+def test_a_worker_joining_a_study_samples_with_a_seed_of_its_own():
+    """Two hosts on one study: the first samples with the given seed, the next with one derived from it and the
+    worker, so they do not propose the same first trials."""
+    from autotune.search.rules import worker_seed
+
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    first = make_search(storage, clock, FakeProbe(clock))
+    other = make_search(storage, clock, FakeProbe(clock), machine=replace(MACHINE, hostname="other-host"))
+    alone = make_search(optuna.storages.InMemoryStorage(), clock, FakeProbe(clock))
+    assert worker_seed(0, "a:1") == worker_seed(0, "a:1") != worker_seed(0, "b:1") != worker_seed(1, "a:1")
+
+    def first_params(search):
+        return [search.suggest(search.study.ask()).label() for _ in range(3)]
+
+    assert first_params(first) == first_params(alone)  # the study's first worker: the seed as given
+    assert first_params(other) != first_params(alone)
