@@ -13,8 +13,12 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer import _click as click
 from typer.core import TyperGroup
+
+try:  # typer 0.22+ carries its own copy of click; earlier ones use click itself
+    from typer import _click as click  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover (depends on the installed typer)
+    import click  # type: ignore[no-redef]
 
 from autotune.errors import UserError
 
