@@ -3,6 +3,8 @@ decided here. Bad input is one line on stderr and exit code 2, never a traceback
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -99,47 +101,71 @@ def resize(
         raise typer.Exit(1)
 
 
-ImgszOpt = Annotated[int | None, typer.Option(help="training image size (pixels); default 640, 160 on a CPU")]
-BatchOpt = Annotated[int, typer.Option(help="batch size")]
-WorkersOpt = Annotated[int | None, typer.Option(help="loader workers; default 8, capped at the CPU count")]
-CacheOpt = Annotated[str, typer.Option(help="image cache: none, disk or ram")]
 DeviceOpt = Annotated[str | None, typer.Option(help="'cpu' or a CUDA index like '0'; default: GPU 0 if any")]
 EpochsOpt = Annotated[int, typer.Option(help="epochs of the planned run (decides Ultralytics' optimizer)")]
-OptimizerOpt = Annotated[str, typer.Option(help="optimizer; 'auto' pins Ultralytics' choice for the run")]
-ItersOpt = Annotated[int, typer.Option(help="measured iterations after warm-up")]
-LimitOpt = Annotated[str | None, typer.Option("--memory-limit", help="GPU memory (RAM on CPU) limit: 0.9 or 20GiB")]
-PageCacheOpt = Annotated[
-    str, typer.Option(help="file state before reading: auto (as the full run will), warm, cold, asis")
-]
-TimeoutOpt = Annotated[float | None, typer.Option(help="hard limit in seconds per probe; default scales with it")]
+
+# The options probe and profile share, declared once: each becomes a keyword parameter of both commands, and the
+# command receives them together as one ProbeRequest (checked by measure.request.resolve before any work).
+PROBE_OPTIONS: list[tuple[str, Any, Any]] = [
+    ("data", DataOpt, None),
+    ("model", ModelOpt, "yolo11n.yaml"),
+    ("imgsz", Annotated[int | None, typer.Option(help="training image size (pixels); default 640, 160 on a CPU")],
+     None),
+    ("batch", Annotated[int, typer.Option(help="batch size")], 16),
+    ("workers", Annotated[int | None, typer.Option(help="loader workers; default 8, capped at the CPU count")], None),
+    ("cache", Annotated[str, typer.Option(help="image cache: none, disk or ram")], "none"),
+    ("device", DeviceOpt, None),
+    ("epochs", EpochsOpt, 100),
+    ("optimizer", Annotated[str, typer.Option(help="optimizer; 'auto' pins Ultralytics' choice for the run")], "auto"),
+    ("iters", Annotated[int, typer.Option(help="measured iterations after warm-up")], 20),
+    ("memory_limit", Annotated[str | None, typer.Option("--memory-limit",
+                                                         help="GPU memory (RAM on CPU) limit: 0.9 or 20GiB")], None),
+    ("page_cache", Annotated[str, typer.Option(help="file state before reading: auto (as the full run will), warm, "
+                                                    "cold, asis")], "auto"),
+    ("timeout_s", Annotated[float | None, typer.Option("--timeout", help="hard limit in seconds per probe; default "
+                                                                         "scales with it")], None),
+]  # fmt: skip
 
 
-def _resolve_probe(**typed: Any) -> Any:
-    """The shared options of probe and profile, as one request checked before any work."""
-    from autotune.measure.request import ProbeRequest, resolve
+def probe_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the shared probe options (PROBE_OPTIONS); it receives them as `request: ProbeRequest`,
+    with its own `source` and `keep_scratch` folded in where it has them."""
+    from autotune.measure.request import ProbeRequest
 
-    resolved = resolve(ProbeRequest(**typed), data_yaml)
-    for note in resolved.notes:  # said once all input is known to be good: errors stay one line
+    own = [p for name, p in inspect.signature(fn, eval_str=True).parameters.items() if name != "request"]
+    shared = [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=t) for n, t, d in PROBE_OPTIONS
+    ]
+    shared_names = {p.name for p in shared}
+    fields = shared_names | {"source", "keep_scratch"}
+
+    @functools.wraps(fn)
+    def command(**typed: Any) -> None:
+        request = ProbeRequest(**{k: v for k, v in typed.items() if k in fields})
+        fn(request=request, **{k: v for k, v in typed.items() if k not in shared_names})
+
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [*shared, *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own)]
+    )
+    command.__annotations__ = {p.name: p.annotation for p in (*shared, *own)}
+    return command
+
+
+def _resolve_probe(request: Any) -> Any:
+    """A probe request checked before any work, its notes said once all input is known to be good."""
+    from autotune.measure.request import resolve
+
+    resolved = resolve(request, data_yaml)
+    for note in resolved.notes:
         say(note, "dim")
     return resolved
 
 
 @app.command()
 @user_errors
+@probe_options
 def probe(
-    data: DataOpt = None,
-    model: ModelOpt = "yolo11n.yaml",
-    imgsz: ImgszOpt = None,
-    batch: BatchOpt = 16,
-    workers: WorkersOpt = None,
-    cache: CacheOpt = "none",
-    device: DeviceOpt = None,
-    epochs: EpochsOpt = 100,
-    optimizer: OptimizerOpt = "auto",
-    iters: ItersOpt = 20,
-    memory_limit: LimitOpt = None,
-    page_cache: PageCacheOpt = "auto",
-    timeout: TimeoutOpt = None,
+    request: Any,
     source: Annotated[
         str, typer.Option(help="original, or resized: from a copy pre-resized to imgsz (the staged subset only)")
     ] = "original",
@@ -151,9 +177,7 @@ def probe(
     from autotune.report.terminal import beat_text, probe_view
     from autotune.status import exit_code
 
-    r = _resolve_probe(data=data, model=model, imgsz=imgsz, batch=batch, workers=workers, cache=cache,
-                       device=device, epochs=epochs, optimizer=optimizer, iters=iters, memory_limit=memory_limit,
-                       page_cache=page_cache, timeout_s=timeout, source=source, keep_scratch=keep_scratch)  # fmt: skip
+    r = _resolve_probe(request)
     what = f"probing {r.config.label()}"
     with err.status(f"{what}...") as status:
         result = run_probe(r.config, r.workload, r.options, on_progress=lambda b: status.update(beat_text(what, b)))
@@ -167,20 +191,9 @@ def probe(
 
 @app.command()
 @user_errors
+@probe_options
 def profile(
-    data: DataOpt = None,
-    model: ModelOpt = "yolo11n.yaml",
-    imgsz: ImgszOpt = None,
-    batch: BatchOpt = 16,
-    workers: WorkersOpt = None,
-    cache: CacheOpt = "none",
-    device: DeviceOpt = None,
-    epochs: EpochsOpt = 100,
-    optimizer: OptimizerOpt = "auto",
-    iters: ItersOpt = 20,
-    memory_limit: LimitOpt = None,
-    page_cache: PageCacheOpt = "auto",
-    timeout: TimeoutOpt = None,
+    request: Any,
     worker_list: Annotated[
         str | None,
         typer.Option("--worker-list", help="loader workers to scale over, e.g. 0,1,2,4; default 0,1,2,4..CPUs"),
@@ -197,9 +210,7 @@ def profile(
 
     counts = parse_worker_list(worker_list)
     folder = profile_folder(out)
-    r = _resolve_probe(data=data, model=model, imgsz=imgsz, batch=batch, workers=workers, cache=cache,
-                       device=device, epochs=epochs, optimizer=optimizer, iters=iters, memory_limit=memory_limit,
-                       page_cache=page_cache, timeout_s=timeout)  # fmt: skip
+    r = _resolve_probe(request)
     with err.status(f"profiling {r.config.label()}...") as status:
         p = run_profile(
             r.config, r.workload, r.options, counts, py_spy, on_step=lambda s: status.update(f"profiling: {s}")
