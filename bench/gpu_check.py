@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +211,16 @@ def render_md(report: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def cpu_limit(probes: list[Any]) -> str | None:
+    """For the CPU rehearsal: 5% over the largest peak (training or validation) of the batch probes, so the batch
+    probes fit and the larger OOM batch (2x the largest, ~10% more RAM at these sizes) does not."""
+    peaks = []
+    for step in probes:
+        m = (step.result or {}).get("memory") or {}
+        peaks.append(max(m.get("peak_host_bytes") or 0, m.get("val_peak_host_bytes") or 0))
+    return f"{int(max(peaks) * 1.05)}B" if peaks and min(peaks) > 0 else None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or ROOT / "bench/results/gpu_check"))
@@ -237,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         run_cli(f"probe batch {b}", ["probe", "--batch", str(b), *common], max(30, min(120, left())), env)
         for b in sizes.batches
     ]
+    if args.rehearse_on_cpu:  # RAM use on a CPU varies by machine: a limit just above the batch-8 probe's peak
+        sizes = replace(sizes, limit=cpu_limit(probes) or sizes.limit)
     oom = run_cli(
         f"probe batch {sizes.oom_batch}, limit {sizes.limit}",
         ["probe", "--batch", str(sizes.oom_batch), "--memory-limit", sizes.limit, *common],
