@@ -118,6 +118,8 @@ PROBE_OPTIONS: list[tuple[str, Any, Any]] = [
     ("epochs", EpochsOpt, 100),
     ("optimizer", Annotated[str, typer.Option(help="optimizer; 'auto' pins Ultralytics' choice for the run")], "auto"),
     ("iters", Annotated[int, typer.Option(help="measured iterations after warm-up")], 20),
+    ("min_window_s", Annotated[float, typer.Option("--min-window", help="measure at least this many seconds after "
+                                                                        "warm-up (within a cap of iterations)")], 2.0),
     ("memory_limit", Annotated[str | None, typer.Option("--memory-limit",
                                                          help="GPU memory (RAM on CPU) limit: 0.9 or 20GiB")], None),
     ("page_cache", Annotated[str, typer.Option(help="file state before reading: auto (as the full run will), warm, "

@@ -7,6 +7,7 @@ the callbacks by hand with a fake trainer, like train.EpochTracker.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from autotune.measure.ultralytics_glue import (
     keep_oom_an_oom,
     loader_worker_pids,
     mosaic_on,
+    ready_batches,
     restore_workers,
 )
 
@@ -38,6 +40,8 @@ class Probes:
     start_profilers: Callable[[Any], None] = lambda trainer: None  # when the window opens
     stop_profilers: Callable[[], dict[str, Any]] = lambda: {}  # when it is full: extras for the result
     live_workers: Callable[[Any], int] = lambda loader: len(loader_worker_pids(loader))
+    queue_depth: Callable[[Any], int | None] = ready_batches  # batches the loader has ready (timing.py's window)
+    sleep: Callable[[float], None] = time.sleep  # the simulated slow first iteration (ProbeOptions)
 
 
 @dataclass
@@ -50,6 +54,7 @@ class ProbeHooks:
     recorder: IterationRecorder
     heartbeat: Heartbeat = lambda beat: None
     keep_last_batch: bool = False  # for the compute-only pass after the window
+    first_iter_delay_s: float = 0.0  # added to the first iteration: a GPU's slow start, simulated on a CPU
     machine: Probes = field(default_factory=Probes)
     trainer: Any = None
     eff: dict[str, Any] = field(default_factory=dict)  # effective settings, read at the end of set-up
@@ -77,15 +82,25 @@ class ProbeHooks:
         # otherwise none, so every image is decoded from its file as the user's run would
         self.eff.update(effective(trainer), npy_files=sum(1 for f in ds.npy_files if f.exists()))
         self._time_steps(trainer)
-        if self.keep_last_batch:
-            original = trainer.preprocess_batch
-
-            def keep(batch: dict[str, Any]) -> dict[str, Any]:
-                self.last_batch = out = original(batch)
-                return out
-
-            trainer.preprocess_batch = keep
+        self._count_images(trainer)
+        loader, depth = trainer.train_loader, self.machine.queue_depth
+        self.recorder.depth = lambda: depth(loader)
         self.machine.at_setup(trainer)
+
+    def _count_images(self, trainer: Any) -> None:
+        """Every batch passes preprocess_batch: count its images (an epoch's last batch is short), keep the last
+        one for the compute-only pass."""
+        original = trainer.preprocess_batch
+        recorder = self.recorder
+
+        def counted(batch: dict[str, Any]) -> dict[str, Any]:
+            recorder.count_images(len(batch["img"]))
+            out = original(batch)
+            if self.keep_last_batch:
+                self.last_batch = out
+            return out
+
+        trainer.preprocess_batch = counted
 
     def _time_steps(self, trainer: Any) -> None:
         """The optimizer step runs every `accumulate` iterations: timed apart, spread over its period later."""
@@ -120,6 +135,8 @@ class ProbeHooks:
 
     def on_train_batch_end(self, trainer: Any) -> None:
         r = self.recorder
+        if r.n_seen == 0 and self.first_iter_delay_s:
+            self.machine.sleep(self.first_iter_delay_s)
         before = r.phase
         r.batch_end()
         phase = r.phase
@@ -144,6 +161,6 @@ class ProbeHooks:
         if r.warmup is not None:
             waits, computes = r.window_times()
             if computes:
-                steps = sum(s for s, i in zip(r.step_s, r.step_iters, strict=True) if i >= r.warmup)
-                beat.update(measured=len(computes), window_s=(sum(waits) + sum(computes) + steps) / len(computes))
+                seconds = sum(waits) + sum(computes) + r.window_steps_s()
+                beat.update(measured=len(computes), window_s=seconds / len(computes))
         return beat

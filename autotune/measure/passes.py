@@ -4,12 +4,15 @@ batch already on the device (the model side's ceiling). Both run on Ultralytics'
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 
 def measure_val_batch(trainer: Any, cuda: bool) -> dict[str, Any]:
     """One validation batch (2x the training batch) as Ultralytics' validator runs it: EMA model, FP16 with AMP
-    on GPU, forward and NMS. The first batch is untimed (it starts the loader's workers)."""
+    on GPU, forward and NMS. The first batch is untimed: it starts the loader's workers and tunes kernels, a
+    one-time cost (val_first_s). The second is timed warm; a one-batch loader is read again for it, as every
+    epoch's validation reads it again (its files then sit in the page cache, as they would)."""
     import torch
     from ultralytics.utils import nms
 
@@ -19,9 +22,9 @@ def measure_val_batch(trainer: Any, cuda: bool) -> dict[str, Any]:
     model = model.half() if half else model.float()
     model.eval()
     loader = trainer.test_loader
-    batches = iter(loader)
+    batches = passes_over(loader)
     out: dict[str, Any] = {"val_batch": loader.batch_size}
-    for k in range(min(2, len(loader))):
+    for k in range(2):
         t0 = time.perf_counter()
         batch = next(batches)
         t1 = time.perf_counter()
@@ -40,11 +43,22 @@ def measure_val_batch(trainer: Any, cuda: bool) -> dict[str, Any]:
         t2 = time.perf_counter()
         if k == 0:
             out["val_first_s"] = t2 - t0
-        if k == 1 or len(loader) == 1:
+        if k == 1:
             out.update(val_data_s=t1 - t0, val_batch_s=t2 - t1)
         if cuda:
             out["val_peak_gpu_bytes"] = max(out.get("val_peak_gpu_bytes", 0), int(torch.cuda.max_memory_reserved()))
     return out
+
+
+def passes_over(loader: Any) -> Iterator[Any]:
+    """The loader's batches, pass after pass (an Ultralytics loader keeps its workers between passes)."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise RuntimeError("the validation loader has no batches")
 
 
 def compute_only(trainer: Any, batch: dict[str, Any], iters: int, cuda: bool) -> dict[str, Any]:

@@ -43,7 +43,9 @@ def parse_request(request: dict[str, Any]) -> tuple[TrainConfig, Workload, Probe
 
 def predicted_setup_s(config: TrainConfig, options: ProbeOptions, n_images: int) -> float:
     """Generous time to reach the first iteration: imports, model build, dataset scan, subset cache build."""
-    staged = min((options.warmup_max + options.iters + 1) * config.batch, n_images)
+    from autotune.measure.staging import window_cap
+
+    staged = min((options.warmup_max + window_cap(options, config.batch, config.workers) + 1) * config.batch, n_images)
     per_image = 0.05 if config.cache == "none" else 0.15  # decode (+ write .npy) seconds per image, slow disk
     return 180.0 + staged * per_image
 

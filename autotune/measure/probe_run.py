@@ -30,6 +30,7 @@ from autotune.measure.staging import (
     set_page_cache,
     stage_subset,
     subset_summary,
+    window_cap,
 )
 from autotune.measure.stats import settle_window, summarize
 from autotune.measure.timing import IterationRecorder
@@ -245,7 +246,10 @@ def measure(
         warmup_min=options.warmup_min,
         warmup_max=options.warmup_max,
         window=settle_window(s.workers),
+        period=max(s.workers, 1),
         sync=(lambda: torch.cuda.synchronize()) if cuda else (lambda: None),
+        min_window_s=options.min_window_s,
+        max_iters=window_cap(options, config.batch, s.workers),
     )
     found: dict[str, Any] = {}
     hooks = ProbeHooks(
@@ -255,6 +259,7 @@ def measure(
         recorder=recorder,
         heartbeat=heartbeat,
         keep_last_batch=bool(options.compute_only_iters),
+        first_iter_delay_s=options.first_iter_delay_s,
         machine=machine_probes(config, options, s, pc, scratch, found),
     )
     cache_timer = CacheTimer()
@@ -280,7 +285,8 @@ def window_stats(setup: Setup, w: Window) -> tuple[IterStats | None, bool, tuple
     if w.status != OK:
         return None, False, (w.status, w.reason), []
     warnings = []
-    used = (rec.warmup or 0) + options.iters + 1
+    start, end = rec.window_range()
+    used = end + 1
     revisits = used * eff["batch"] > len(setup.staging.staged.train)
     if revisits:
         warnings.append(
@@ -292,10 +298,25 @@ def window_stats(setup: Setup, w: Window) -> tuple[IterStats | None, bool, tuple
             f"iteration times had not settled after {options.warmup_max} warm-up iterations; "
             "measured anyway, expect more noise"
         )
+    choice = rec.chosen
+    if choice is not None and choice.produced is not None and choice.produced < options.iters:
+        warnings.append(
+            f"the loader finished only {max(choice.produced, 0)} batches in the {end - start} measured iterations "
+            f"(its queue went {choice.queue_start} -> {choice.queue_end} batches ready): expect more noise"
+        )
     if not rec.step_s:
         return None, revisits, (CRASHED, "no optimizer step was seen"), warnings
     wait, compute = rec.window_times()
-    stats = summarize(wait, compute, rec.steady_steps() or rec.step_s, eff["batch"], eff["accumulate"])
+    stats = summarize(
+        wait,
+        compute,
+        rec.steady_steps() or rec.step_s,
+        eff["batch"],
+        eff["accumulate"],
+        images=rec.window_images(),
+        produced=max(choice.produced, 1) if choice and choice.produced is not None else None,
+        queue=(choice.queue_start, choice.queue_end) if choice else (None, None),
+    )
     return stats, revisits, (OK, ""), warnings
 
 
@@ -364,7 +385,9 @@ def assemble(
         workload={**setup.workload.to_dict(), "n_train": len(s.info.train), "n_val": len(s.info.val), "nc": s.info.nc},
         subset=subset_summary(s.staged, revisits),
         timings={"data_wait_s": rec.data_wait_s, "compute_s": rec.compute_s, "step_s": rec.step_s,
-                 "step_iters": rec.step_iters, "warmup": rec.warmup, "settled": rec.settled, "window": rec.window},
+                 "step_iters": rec.step_iters, "warmup": rec.warmup, "settled": rec.settled, "window": rec.window,
+                 "images": rec.images, "queue_depth": [rec.depth_at_mark, *rec.depths],
+                 "window_range": list(rec.window_range())},
         warnings=(*s.warnings, *warnings, *damage_warnings(*found.get("damaged", ([], [])))),
         options=setup.options.to_dict(),
         extras=w.hooks.extras,

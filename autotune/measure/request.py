@@ -30,6 +30,7 @@ class ProbeRequest:
     optimizer: str = "auto"
     source: str = "original"
     iters: int = 20
+    min_window_s: float = 2.0
     memory_limit: str | None = None
     page_cache: str = "auto"
     timeout_s: float | None = None
@@ -50,6 +51,7 @@ def resolve(req: ProbeRequest, resolve_data: Callable[[str | None], str]) -> Res
     whole("epochs", req.epochs, 1, MAX_EPOCHS)
     options = ProbeOptions(
         iters=req.iters,
+        min_window_s=req.min_window_s,
         memory_limit=req.memory_limit,
         page_cache=req.page_cache,
         timeout_s=req.timeout_s,

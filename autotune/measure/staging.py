@@ -88,14 +88,27 @@ class Staging:
     warnings: tuple[str, ...]
 
 
+# Ultralytics' training loaders keep prefetch_factor=4 batches per worker ready (ultralytics/data/build.py).
+PREFETCH = 4
+# A window holds at least this many images where its iterations allow, so that min_window_s can be reached on a
+# fast GPU without revisiting images (1000 images/s x 2 s); it only decides how many images are staged.
+WINDOW_IMAGES = 2048
+
+
+def window_cap(options: ProbeOptions, batch: int, workers: int) -> int:
+    """Most iterations a window may take: room for min_window_s at ~1000 images/s, plus a full prefetch queue to
+    drain (timing.py), after which the window is kept and its rate corrected to what the loader produced."""
+    return max(options.iters, -(-WINDOW_IMAGES // batch) if options.min_window_s > 0 else 0) + PREFETCH * workers
+
+
 def subset_sizes(config: TrainConfig, options: ProbeOptions, n_train: int, n_val: int, workers: int) -> tuple[int, int]:
     """Images to stage for train and val.
 
     The window never revisits an image: neither the page cache nor the mosaic buffer may serve a repeat.
-    Worst case it needs warmup_max + iters batches, plus one spare for the batch in flight. And more batches
-    than loader workers: Ultralytics starts no more workers than batches, and the full run has its `workers`.
+    Worst case it needs warmup_max + the window's cap in batches, plus one spare for the batch in flight. And more
+    batches than loader workers: Ultralytics starts no more workers than batches, and the full run has its `workers`.
     """
-    need_train = max(options.warmup_max + options.iters + 1, workers + 1) * config.batch
+    need_train = max(options.warmup_max + window_cap(options, config.batch, workers) + 1, workers + 1) * config.batch
     val_batch = 2 * config.batch
     need_val = 2 * val_batch  # one untimed batch, one timed
     return min(need_train, n_train), min(need_val, n_val)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 
 from autotune.records.probe import IterStats
@@ -69,14 +70,22 @@ def summarize(
     step_s: Sequence[float],
     batch: int,
     accumulate: int,
+    *,
+    images: Sequence[int | None] | None = None,
+    produced: int | None = None,
+    queue: tuple[int | None, int | None] = (None, None),
 ) -> IterStats:
     """Summarise a measured window.
 
     data_wait_s and compute_s are per iteration (same length); step_s holds the steady-state optimizer step
     durations, measured apart. The step runs every `accumulate` iterations, so each iteration is charged
     step / accumulate: a plain median over iterations with and without a step would be wrong at any window length.
-    The images/s rate uses the mean, because an epoch's duration is a sum of iterations; median and quartiles
-    show the spread.
+    The images/s rate is images over the window's seconds (a mean, because an epoch's duration is a sum of
+    iterations); images are counted per batch where known, so an epoch's short last batch counts what it holds.
+    `produced` (batches the loader finished in the window: consumed, minus what its prefetch queue gave up) sets
+    the loader's pace. The sustained rate is the slower of the loader's (produced / window) and the model's
+    (consumed / the window's time without data waits): a window that ate batches queued before it would otherwise
+    read the model's speed where the loader cannot keep it. The difference is charged as data wait.
     """
     if len(data_wait_s) != len(compute_s):
         raise ValueError("data_wait_s and compute_s must have one entry per iteration")
@@ -86,25 +95,55 @@ def summarize(
         raise ValueError("no optimizer step was timed")
     if batch < 1 or accumulate < 1:
         raise ValueError("batch and accumulate must be >= 1")
+    n = len(compute_s)
+    if images is not None and len(images) != n:
+        raise ValueError("images must have one entry per iteration")
+    if produced is not None and produced < 1:
+        raise ValueError(f"produced must be >= 1, got {produced}")
     step = median(step_s)
     share = step / accumulate
     per_iter = [w + c + share for w, c in zip(data_wait_s, compute_s, strict=True)]
-    mean_iter = mean(per_iter)
+    window_s = sum(per_iter)
+    n_images = sum(batch if k is None else k for k in images) if images is not None else batch * n
+    # seconds for n batches at the slower pace: the loader's (n / produced windows), or the model's own time
+    sustained_s = max(window_s * n / produced, window_s - sum(data_wait_s)) if produced else window_s
+    waited = sum(data_wait_s) + (sustained_s - window_s)
     return IterStats(
-        n=len(per_iter),
+        n=n,
         batch=batch,
         accumulate=accumulate,
         sec_per_iter_median=median(per_iter),
         sec_per_iter_q1=quantile(per_iter, 0.25),
         sec_per_iter_q3=quantile(per_iter, 0.75),
-        sec_per_iter_mean=mean_iter,
-        images_per_s=batch / mean_iter,
-        data_wait_mean_s=mean(data_wait_s),
+        sec_per_iter_mean=sustained_s / n,
+        images_per_s=n_images / sustained_s,
+        data_wait_mean_s=waited / n,
         compute_mean_s=mean(compute_s),
         step_s=step,
         step_share_s=share,
-        stall_fraction=sum(data_wait_s) / sum(per_iter),
+        stall_fraction=waited / sustained_s,
+        images=n_images,
+        window_s=window_s,
+        mean_rel_se=block_rel_se(per_iter),
+        queue_start=queue[0],
+        queue_end=queue[1],
+        produced=produced,
     )
+
+
+def block_rel_se(values: Sequence[float], blocks: int = 5) -> float | None:
+    """Standard error of the mean, relative to it, from the means of `blocks` contiguous blocks (batch means).
+
+    Iteration times are not independent (workers deliver in bursts, the GPU clocks drift), so the spread of block
+    means says more about how far the window's mean may be off than the spread of single iterations. None below
+    two iterations per block.
+    """
+    if len(values) < 2 * blocks:
+        return None
+    size = len(values) // blocks
+    means = [mean(values[i * size : (i + 1) * size]) for i in range(blocks)]
+    m = mean(means)
+    return statistics.stdev(means) / math.sqrt(blocks) / m if m > 0 else None
 
 
 def projected_epoch_s(n_images: int, images_per_s: float) -> float:

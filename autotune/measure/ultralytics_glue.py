@@ -254,6 +254,26 @@ def loader_worker_pids(loader: Any) -> list[int]:
     return [w.pid for w in workers if w.is_alive()]
 
 
+def ready_batches(loader: Any) -> int | None:
+    """Batches the loader's workers have finished and the trainer has not taken yet (its prefetch queue's depth).
+
+    Read from torch's multiprocessing iterator: the results queue (and, with pinned memory, the queue the pinning
+    thread has not reached yet) plus batches that arrived out of order and wait in `_task_info`. 0 with no workers
+    or before the workers start; None where the depth cannot be read (multiprocessing queues have no size on
+    macOS) or torch's internals differ.
+    """
+    it = getattr(loader, "iterator", None)
+    if it is None or getattr(loader, "num_workers", 0) == 0:
+        return 0
+    try:
+        n = it._data_queue.qsize()
+        if it._worker_result_queue is not it._data_queue:  # the pin-memory thread's inbox
+            n += it._worker_result_queue.qsize()
+        return n + sum(1 for info in list(it._task_info.values()) if len(info) == 2)
+    except (AttributeError, NotImplementedError, OSError):
+        return None
+
+
 def workers_note(asked: int, started: int, n_images: int, batch: int) -> str | None:
     """The warning for Ultralytics' own workers cap, which the full run shares (so it is expected, not refused)."""
     if started == asked:

@@ -23,6 +23,7 @@ MAX_WORKERS = 1024  # Ultralytics caps workers at the CPU count itself (a cap th
 MAX_EPOCHS = 100_000
 MAX_ITERS = 100_000
 MIN_MEMORY_LIMIT = 256 * 2**20  # bytes: below what any training process needs, so nothing could fit
+MAX_WINDOW_S = 600.0  # seconds: a window or a simulated delay longer than this is a typo
 # Ultralytics' spelling of the optimizers it builds ("auto" picks one for the run's length)
 OPTIMIZERS = ("SGD", "MuSGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop", "auto")
 
@@ -131,6 +132,8 @@ class ProbeOptions:
     compute_only_iters: int = 0  # then time this many forward+backward passes on one batch already on the device
     py_spy: bool = False  # record the loader workers with py-spy during the window
     mosaic: bool = True  # False: mosaic closed for the whole window, as in a run's last close_mosaic epochs
+    min_window_s: float = 2.0  # the window also lasts this long, within its cap (a fast GPU's 20 iterations: ~1 s)
+    first_iter_delay_s: float = 0.0  # seconds added to the first iteration: a GPU's slow start, simulated (bench)
 
     def __post_init__(self) -> None:
         if self.compute_only_iters < 0:
@@ -138,6 +141,10 @@ class ProbeOptions:
         whole("iters", self.iters, 1, MAX_ITERS)
         if self.timeout_s is not None and not (0 < self.timeout_s < math.inf):
             raise UserError(f"timeout must be a number of seconds > 0, got {self.timeout_s!r}")
+        for name in ("min_window_s", "first_iter_delay_s"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and 0 <= v <= MAX_WINDOW_S):
+                raise UserError(f"{name.replace('_', ' ')} must be 0..{MAX_WINDOW_S:g} seconds, got {v!r}")
         if self.warmup_min < 0 or self.warmup_max < self.warmup_min:
             raise UserError(f"warm-up bounds must satisfy 0 <= min <= max, got {self.warmup_min}, {self.warmup_max}")
         if self.page_cache not in ("auto", "warm", "cold", "asis"):

@@ -4,7 +4,7 @@ that carries them with its request, effective settings and context. Imports noth
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from autotune import __version__
@@ -28,6 +28,13 @@ class IterStats:
     step_s: float  # median optimizer step (unscale, clip, step, zero_grad, EMA update)
     step_share_s: float  # step_s / accumulate: the step's cost per iteration
     stall_fraction: float  # share of the window spent waiting for the data loader
+    # Results stored before the loader-queue window (issue 14) lack these: they load with the defaults.
+    images: int = 0  # images in the window, counted per batch (0: not recorded)
+    window_s: float = 0.0  # seconds the window lasted (iterations with their step share)
+    mean_rel_se: float | None = None  # standard error of the mean iteration time / the mean (block means)
+    queue_start: int | None = None  # loader batches ready when the window opened (None: unknown, or no workers)
+    queue_end: int | None = None
+    produced: int | None = None  # batches the loader finished in the window (consumed - queue_start + queue_end)
 
     @property
     def iqr_rel(self) -> float:
@@ -39,7 +46,8 @@ class IterStats:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IterStats:
-        return cls(**d)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass(frozen=True)
