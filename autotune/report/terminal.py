@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autotune.records.config import accumulate
-from autotune.records.probe import ProbeResult
+from autotune.records.probe import IterStats, ProbeResult
 from autotune.report.data import ReportData
 from autotune.search.settings import SearchOutcome
 from autotune.status import terminal_style
@@ -54,7 +54,10 @@ def _throughput(r: ProbeResult) -> list[Any]:
         return []
     s = r.stats
     t = kv_table("Throughput")
-    t.add_row("images/s", f"[bold]{s.images_per_s:.1f}[/bold]  (mean over {s.n} measured iterations)")
+    t.add_row("images/s", f"[bold]{s.images_per_s:.1f}[/bold]  ({window_words(s)})")
+    queue = queue_words(s)
+    if queue:
+        t.add_row("loader queue", queue)
     t.add_row(
         "sec/iter median [IQR]",
         f"{fmt_s(s.sec_per_iter_median)}  [{fmt_s(s.sec_per_iter_q1)} - {fmt_s(s.sec_per_iter_q3)}]"
@@ -69,6 +72,22 @@ def _throughput(r: ProbeResult) -> list[Any]:
     settled = "settled" if r.timings.get("settled") else "did not settle"
     t.add_row("warm-up discarded", f"{r.timings.get('warmup')} iterations ({settled})")
     return [t]
+
+
+def window_words(s: IterStats) -> str:
+    """'24 iterations, 384 images in 2.41 s, mean +-1.2%': what the rate is a mean of, and how sure it is."""
+    size = f"{s.n} iterations" + (f", {s.images} images in {fmt_s(s.window_s)}" if s.window_s else "")
+    return size + (f", mean +-{s.mean_rel_se:.1%}" if s.mean_rel_se is not None else "")
+
+
+def queue_words(s: IterStats) -> str | None:
+    """How many batches the loader had ready when the window opened and closed, and what it produced meanwhile."""
+    if s.queue_start is None or s.queue_end is None or s.produced is None:
+        return None
+    words = f"{s.queue_start} -> {s.queue_end} batches ready; {s.produced} produced in the window"
+    if s.produced < s.n:
+        words += f" of {s.n} consumed: rate set by the loader's pace"
+    return words
 
 
 def _settings(r: ProbeResult) -> list[Any]:
