@@ -825,6 +825,8 @@ NUMBER_CASES = [
     case("demo-size-10x10", [*DEMO, "--size", "10x10"], "size"),
     case("demo-size-big", [*DEMO, "--size", "big"], "WIDTHxHEIGHT"),
     case("demo-seed-minus-1", [*DEMO, "--seed", "-1"], "seed"),
+    case("demo-variant-unknown", [*DEMO, "--variant", "huge"], "unknown demo variant"),
+    case("demo-variant-and-size", [*DEMO, "--variant", "loader-bound", "--size", "640x480"], "give one"),
     case(
         "resize-imgsz-13",
         [*RESIZE, "--imgsz", "13"],

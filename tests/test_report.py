@@ -1,6 +1,7 @@
 """The report: lever probes, factor rows and interaction from a hand-made study, its files, its bad inputs."""
 
 import json
+import math
 import re
 from dataclasses import replace
 
@@ -97,7 +98,10 @@ def test_factor_rows_interaction_and_waterfall():
     base_mean = 20.5  # 20 and 21
     assert rows["imgsz"].measured == pytest.approx(36 / base_mean)
     assert rows["imgsz"].naive == pytest.approx((128 / 96) ** 2)
-    assert (rows["imgsz"].low, rows["imgsz"].high) == (pytest.approx(36 / 21), pytest.approx(36 / 20))
+    # the lever was measured once: its interval is the extreme ratios widened to the 10% noise floor (log space)
+    f = 36 / base_mean
+    assert (rows["imgsz"].low, rows["imgsz"].high) == (pytest.approx(f / 1.1), pytest.approx(f * 1.1))
+    assert rows["imgsz"].interval == "noise floor +-10%"
     assert rows["batch"].naive == 2.0 and rows["cache"].naive == 2.0
     assert rows["optimizer"].indistinguishable_from_one  # 20.5 sits inside 20..21
     assert rows["optimizer"].measured == pytest.approx(base_mean / 20.5)  # SGD -> AdamW: pinned over SGD
@@ -107,6 +111,11 @@ def test_factor_rows_interaction_and_waterfall():
     assert d.interaction == pytest.approx((45 / base_mean) / prod)
     assert d.naive_product == pytest.approx((128 / 96) ** 2 * 2 * 2)
     assert d.interaction < 0.9 and "same bottleneck" in d.interaction_text
+    # intervals propagated in log space: three factors at +-10% each, the end to end at +-10%
+    lo, hi = d.interaction_interval
+    width = math.hypot(math.log(1.1), math.sqrt(3) * math.log(1.1))
+    assert (lo, hi) == (pytest.approx(d.interaction / math.exp(width)), pytest.approx(d.interaction * math.exp(width)))
+    assert hi < 1  # excludes 1: the report may explain it
     assert [s.label for s in d.waterfall] == ["imgsz", "batch", "cache", "interaction"]
     assert d.waterfall[0].start_s == pytest.approx(800 / base_mean)
     assert d.waterfall[-1].end_s == pytest.approx(800 / 45)

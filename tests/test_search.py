@@ -64,11 +64,16 @@ def test_runs_within_budget_seeds_baseline_and_reuses_its_measurement():
     probe = FakeProbe(clock, seconds=30)
     out = make_search(storage, clock, probe, budget_s=300).run()
     assert out.elapsed_s <= 300
-    # baseline reference (30 s), trials while a 30 s trial + the 30 s repeat fit, then the repeat
+    # baseline reference (30 s), trials while a 30 s trial and the side-by-side phase (4 x 30 s) fit, factor
+    # probes, then the baseline and the winner twice each, side by side
     assert out.trials[0].config == BASELINE.to_dict()  # the seed comes first
-    assert probe.calls.count(BASELINE) == 2  # the reference and its repeat; the seeded trial reused the first
+    assert probe.calls.count(BASELINE) == 3  # the reference and two fresh runs; the seeded trial reused the first
     assert len(probe.calls) == 300 // 30
-    assert out.baseline_end is not None and out.drift == pytest.approx(0.0)
+    sb = out.side_by_side
+    assert sb is not None and sb.rounds == 2 and sb.faster == "winner"
+    assert sb.configs["winner"].to_dict() == out.winner.config
+    assert probe.calls[-4:] == [BASELINE, sb.configs["winner"], sb.configs["winner"], BASELINE]  # alternating
+    assert out.baseline_end is not None and out.drift == pytest.approx(0.0)  # the baseline's last fresh run
     assert out.winner is not None and out.winner.feasible
     assert "budget" in out.stop_reason
 
@@ -84,9 +89,9 @@ def test_a_budget_too_small_for_trials_still_keeps_the_baseline_and_says_so():
     out = search.run()
     assert [t.config for t in out.trials] == [BASELINE.to_dict()]
     assert out.winner is not None and out.winner.config == BASELINE.to_dict()
-    assert probe.calls.count(BASELINE) == 2  # the reference and the end repeat; the trial itself was free
+    assert probe.calls.count(BASELINE) == 3  # the reference and two fresh runs at the end; the trial was free
     (note,) = [d["text"] for k, d in events if k == "note"]
-    assert "too few to search" in note and "--budget 7min" in note  # 12 x 26 s / 0.75 = 416 s -> 7 min
+    assert "too few to search" in note and "--budget 9min" in note  # 15 x 26 s / 0.75 = 520 s -> 9 min
     assert note in out.notes
 
 
@@ -155,7 +160,7 @@ def test_resume_continues_the_study_without_measuring_the_baseline_again():
     probe = FakeProbe(clock, seconds=30)
     second = make_search(storage, clock, probe, budget_s=200).run()
     assert len(second.trials) > len(first.trials)
-    assert probe.calls.count(BASELINE) == 1  # only the end-of-run repeat
+    assert probe.calls.count(BASELINE) == 2  # only its two fresh runs side by side at the end
     numbers = [t.number for t in second.trials]
     assert numbers == sorted(set(numbers))
 

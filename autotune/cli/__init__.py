@@ -40,14 +40,26 @@ StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL; defaul
 def demo_data(
     out: Annotated[Path | None, typer.Option(help="folder to write; default: the user cache folder")] = None,
     images: Annotated[int, typer.Option(help="images in total (train + val)")] = 1000,
-    size: Annotated[str, typer.Option(help="frame size WIDTHxHEIGHT")] = "1280x720",
+    size: Annotated[str | None, typer.Option(help="frame size WIDTHxHEIGHT; default the variant's")] = None,
     seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same bytes")] = 0,
+    variant: Annotated[
+        str,
+        typer.Option(
+            help="default: 1280x720 frames; loader-bound: 3840x2160 frames, slow to decode (train it at a "
+            "small imgsz, e.g. 64 on a CPU, to see a data-bound run)"
+        ),
+    ] = "default",
 ) -> None:
     """Write the embedded default workload: a deterministic synthetic PPE-like detection dataset."""
     from autotune.data.demo import DemoSpec, write_demo_dataset
+    from autotune.data.demo_draw import variant_size
     from autotune.units import parse_size
 
-    w, h = parse_size(size)
+    w, h = variant_size(variant) if size is None else parse_size(size)
+    if size is not None and variant != "default":
+        from autotune.errors import UserError
+
+        raise UserError(f"--size and --variant {variant} both set the frame size: give one")
     spec = DemoSpec(images=images, width=w, height=h, seed=seed)
     with err.status("generating...") as status:
         ds = write_demo_dataset(spec, out=out, progress=lambda d, t: status.update(f"generating {d}/{t} images"))

@@ -45,6 +45,20 @@ class DemoSpec:
     quality: int = 90  # JPEG quality, 1..100
 
 
+# Named workloads: the frame size that decides what a frame costs to read.
+#  default: 1280x720 photo-like JPEGs (~330 KB, ~10 ms to decode), a typical camera's training set.
+#  loader-bound: 3840x2160 (~2.3 MB, ~60 ms to decode here): trained at a small imgsz, the loader is the bottleneck
+#    even on a CPU, which is the case workers, cache and a pre-resized copy exist for.
+VARIANTS: dict[str, tuple[int, int]] = {"default": (1280, 720), "loader-bound": (3840, 2160)}
+
+
+def variant_size(name: str) -> tuple[int, int]:
+    """(width, height) of a named demo variant, or a UserError naming the ones there are."""
+    if name not in VARIANTS:
+        raise UserError(f"unknown demo variant {name!r}: choose one of {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
 def split_sizes(spec: DemoSpec) -> tuple[int, int]:
     """Validate ``spec`` and return (n_train, n_val); raise UserError on impossible values."""
     for name in ("images", "width", "height", "quality", "seed"):

@@ -157,3 +157,54 @@ def relative_spread(values: Sequence[float]) -> float:
     """(max - min) / mean: how far repeated measurements of the same thing disagree."""
     m = mean(values)
     return (max(values) - min(values)) / m if m else 0.0
+
+
+NOISE_FLOOR = 0.10  # relative: two probes of one config on one machine differ this much (bench/probe_repeat.py)
+
+
+def noise_floor(baseline_ips: Sequence[float]) -> float:
+    """The uncertainty a single measurement carries: the baseline's measured drift (max - min over mean of its
+    repeats) or NOISE_FLOOR, whichever is larger."""
+    drift = relative_spread(baseline_ips) if len(baseline_ips) >= 2 else 0.0
+    return max(drift, NOISE_FLOOR)
+
+
+def ratio_interval(
+    before: Sequence[float], after: Sequence[float], floor: float = NOISE_FLOOR
+) -> tuple[float, float, float, bool]:
+    """(factor, low, high, from_repeats): mean(after) / mean(before), with an interval.
+
+    With at least two measurements on each side, the interval spans the extreme ratios (min after / max before ..
+    max after / min before): with the two or three repeats a probe budget allows, that is the honest width. Where
+    a side was measured once, it has no spread of its own to show, so the interval is at least +-floor (in log
+    space: factor / (1 + floor) .. factor x (1 + floor)), and from_repeats is False.
+    """
+    if not before or not after or min(before) <= 0 or min(after) <= 0:
+        raise ValueError("need at least one positive measurement of each")
+    f = mean(after) / mean(before)
+    lo, hi = min(after) / max(before), max(after) / min(before)
+    repeated = len(before) >= 2 and len(after) >= 2
+    if not repeated:
+        lo, hi = min(lo, f / (1 + floor)), max(hi, f * (1 + floor))
+    return f, lo, hi, repeated
+
+
+def product_interval(factors: Sequence[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """(product, low, high) of factors with intervals, propagated in log space: the log half-widths of independent
+    factors add in quadrature (a product of five 10%-uncertain factors is ~22% uncertain, not 50%)."""
+    if not factors or any(f <= 0 or lo <= 0 for f, lo, _ in factors):
+        raise ValueError("need positive factors")
+    p = math.prod(f for f, _, _ in factors)
+    down = math.sqrt(sum(math.log(f / lo) ** 2 for f, lo, _ in factors))
+    up = math.sqrt(sum(math.log(hi / f) ** 2 for f, _, hi in factors))
+    return p, p * math.exp(-down), p * math.exp(up)
+
+
+def quotient_interval(a: tuple[float, float, float], b: tuple[float, float, float]) -> tuple[float, float, float]:
+    """(a / b, low, high) for two independent values with intervals, in log space as product_interval."""
+    fa, la, ha = a
+    fb, lb, hb = b
+    q = fa / fb
+    down = math.hypot(math.log(fa / la), math.log(hb / fb))
+    up = math.hypot(math.log(ha / fa), math.log(fb / lb))
+    return q, q * math.exp(-down), q * math.exp(up)

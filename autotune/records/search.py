@@ -119,6 +119,17 @@ class StudyMeta:
 
 
 @dataclass(frozen=True)
+class SideProbe:
+    """One fresh measurement of the side-by-side phase at the end of a search (search/sidebyside.py)."""
+
+    run: str  # the search run that made it (when that run's side-by-side phase started, ISO time)
+    round: int  # 0-based; the order alternates from one round to the next
+    role: str  # baseline | winner | runner-up
+    config: TrainConfig
+    result: ProbeResult
+
+
+@dataclass(frozen=True)
 class StudySnapshot:
     """A whole study read from the storage, as plain data: enough to rebuild a report from storage alone."""
 
@@ -133,6 +144,7 @@ class StudySnapshot:
     winner: int | None = None  # the trial the search picked (or the pick rule's choice, for older studies)
     winner_reason: str = ""
     train_runs: tuple[TrainRun, ...] = ()  # `autotune train` runs, oldest first
+    side_by_side: tuple[SideProbe, ...] = ()  # every run's side-by-side probes, in the order they ran
 
     def trial(self, number: int) -> TrialRecord | None:
         return next((t for t in self.trials if t.number == number), None)

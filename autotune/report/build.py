@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from autotune.errors import UserError
-from autotune.measure.stats import mean
+from autotune.measure.stats import mean, noise_floor, product_interval, quotient_interval, ratio_interval
 from autotune.records.config import TrainConfig, batches_per_epoch
 from autotune.records.probe import ProbeResult
 from autotune.records.run import TrainRun
 from autotune.records.search import StudySnapshot, TrialRecord
 from autotune.report import factors, story
 from autotune.report.data import FactorRow, ReportData, Side, TrialPoint
-from autotune.search import levers
+from autotune.search import levers, sidebyside
 from autotune.search.levers import LEVERS, OPTIMIZER_LEVER
 from autotune.status import CANNOT_RUN
 
@@ -56,15 +56,18 @@ def _side(config: TrainConfig, results: list[ProbeResult], n_train: int, n_val: 
     )
 
 
-def _factor_row(p: levers.LeverProbe, lever_results: list[ProbeResult], base_ips: list[float]) -> FactorRow:
+def _factor_row(
+    p: levers.LeverProbe, lever_results: list[ProbeResult], base_ips: list[float], floor: float
+) -> FactorRow:
     claim, naive, note = story.claim(p.lever, p.before, p.after)
     ips = _ok_ips(lever_results)
     blocked = [r for r in lever_results if r.status in CANNOT_RUN]
     if ips and base_ips:
-        f, lo, hi = factors.measured_factor(base_ips, ips)
+        f, lo, hi, repeated = ratio_interval(base_ips, ips, floor)
         if p.lever == OPTIMIZER_LEVER:  # the probe ran SGD; the factor reads SGD -> the pinned optimizer
-            f, lo, hi = factors.measured_factor(ips, base_ips)
-        return FactorRow(p.lever, p.before, p.after, claim, naive, f, lo, hi, len(ips), "measured", note)
+            f, lo, hi, repeated = ratio_interval(ips, base_ips, floor)
+        kind = "repeats" if repeated else f"noise floor +-{floor:.0%}"
+        return FactorRow(p.lever, p.before, p.after, claim, naive, f, lo, hi, len(ips), "measured", note, kind)
     if blocked:
         why = f"{blocked[-1].status}: {blocked[-1].reason}"
         return FactorRow(p.lever, p.before, p.after, claim, naive, None, None, None, 0, "not measurable alone", why)
@@ -76,22 +79,22 @@ def _factor_row(p: levers.LeverProbe, lever_results: list[ProbeResult], base_ips
 
 @dataclass(frozen=True)
 class Breakdown:
-    """The factor table's numbers: each lever alone, their products, end to end, the interaction, the waterfall."""
+    """The factor table's numbers: each lever alone, their products, end to end, the interaction, the waterfall.
+    Every measured value carries an interval (low, high); products and quotients propagate them in log space."""
 
     rows: tuple[FactorRow, ...]
     end_to_end: tuple[float, float, float]  # factor, low, high
     naive_product: float | None
-    measured_product: float | None
-    interaction: float | None
+    measured_product: tuple[float, float, float] | None
+    interaction: tuple[float, float, float] | None
     waterfall: tuple[factors.WaterfallStep, ...]
     searched: bool  # some searched lever changed
 
 
-def breakdown(rows: list[FactorRow], base: Side, win: Side) -> Breakdown:
-    e2e = factors.measured_factor(list(base.images_per_s), list(win.images_per_s))
+def breakdown(rows: list[FactorRow], base: Side, win: Side, floor: float) -> Breakdown:
+    e2e = factors.measured_factor(list(base.images_per_s), list(win.images_per_s), floor)
     searched = [r for r in rows if r.lever in LEVERS]
     all_measured = bool(searched) and all(r.measured for r in searched)
-    measured = [r.measured for r in searched if r.measured]
     naive = [r.naive for r in searched if r.naive is not None]
     base_epoch = base.epoch_train_s or 0.0
     steps = (
@@ -99,12 +102,15 @@ def breakdown(rows: list[FactorRow], base: Side, win: Side) -> Breakdown:
         if all_measured and base_epoch
         else []
     )
+    prod = None
+    if all_measured:
+        prod = product_interval([(r.measured, r.low or r.measured, r.high or r.measured) for r in searched])  # type: ignore[misc]
     return Breakdown(
         rows=tuple(rows),
         end_to_end=e2e,
         naive_product=factors.product(naive) if naive else None,
-        measured_product=factors.product(measured) if all_measured else None,
-        interaction=factors.interaction(e2e[0], measured) if all_measured else None,
+        measured_product=prod,
+        interaction=quotient_interval(e2e, prod) if prod else None,
         waterfall=tuple(steps),
         searched=bool(searched),
     )
@@ -138,17 +144,20 @@ def build(snap: StudySnapshot, epochs: int | None = None) -> ReportData:
     def results(c: TrainConfig) -> list[ProbeResult]:
         return levers.results_for(c, snap)
 
-    base = _side(base_cfg, results(base_cfg), n_train, n_val, reference=True)
-    win = _side(win_cfg, results(win_cfg), n_train, n_val)
+    all_base = results(base_cfg)
+    fresh = sidebyside.fresh_runs(snap.side_by_side, base_cfg, win_cfg)
+    base = _side(base_cfg, fresh[0] if fresh else all_base, n_train, n_val, reference=True)
+    win = _side(win_cfg, fresh[1] if fresh else results(win_cfg), n_train, n_val)
+    floor = noise_floor(_ok_ips(all_base))
     probes = levers.lever_probes(base_cfg, win_cfg, base.optimizer)
-    rows = [_factor_row(p, results(p.config), list(base.images_per_s)) for p in probes]
+    rows = [_factor_row(p, results(p.config), _ok_ips(all_base), floor) for p in probes]
     if not base.images_per_s or not win.images_per_s:
         b = snap.baseline
         raise UserError(
             f"study {snap.name!r} has no usable baseline measurement ({b.status if b else '?'}: "
             f"{(b.reason if b else '')[:120]}): nothing to compare the winner with"
         )
-    bd = breakdown(rows, base, win)
+    bd = breakdown(rows, base, win, floor)
 
     def total(s: Side) -> float:
         return epochs * ((s.epoch_train_s or 0.0) + (s.epoch_val_s or 0.0)) + s.cache_build_s + s.resize_s
@@ -168,11 +177,21 @@ def build(snap: StudySnapshot, epochs: int | None = None) -> ReportData:
         winner=win,
         factors=bd.rows,
         naive_product=bd.naive_product,
-        measured_product=bd.measured_product,
+        measured_product=bd.measured_product[0] if bd.measured_product else None,
+        measured_product_interval=bd.measured_product[1:] if bd.measured_product else None,
         end_to_end=bd.end_to_end[0],
         end_to_end_low=bd.end_to_end[1],
         end_to_end_high=bd.end_to_end[2],
-        interaction=bd.interaction if bd.searched else None,
+        end_to_end_source=(
+            f"measured side by side at the end of the search ({min(len(base.images_per_s), len(win.images_per_s))} "
+            "round(s), interleaved, order alternating)"
+            if fresh
+            else "every measurement of the two configurations, the winner's selection run included (optimistic): "
+            "this study has no side-by-side runs of them"
+        ),
+        noise_floor=floor,
+        interaction=bd.interaction[0] if bd.interaction and bd.searched else None,
+        interaction_interval=bd.interaction[1:] if bd.interaction and bd.searched else None,
         interaction_text=story.interaction_text(bd.interaction, base, win, on_gpu) if bd.searched else NO_LEVER,
         same_imgsz=base_cfg.imgsz == win_cfg.imgsz,
         waterfall=bd.waterfall,

@@ -37,6 +37,7 @@ class FactorRow:
     n: int  # measurements of the lever's config
     state: str  # measured | not measurable alone | not measured yet | failed
     note: str = ""
+    interval: str = "repeats"  # where low/high come from: repeats on both sides, or "noise floor +-N%" (n=1)
 
     @property
     def indistinguishable_from_one(self) -> bool:
@@ -81,10 +82,14 @@ class ReportData:
     factors: tuple[FactorRow, ...]
     naive_product: float | None
     measured_product: float | None
+    measured_product_interval: tuple[float, float] | None  # propagated in log space from the factors' intervals
     end_to_end: float
     end_to_end_low: float
     end_to_end_high: float
+    end_to_end_source: str  # which measurements the headline comes from
+    noise_floor: float  # the interval a side measured once gets: max(baseline drift, 10%)
     interaction: float | None
+    interaction_interval: tuple[float, float] | None
     interaction_text: str
     same_imgsz: bool
     waterfall: tuple[WaterfallStep, ...]

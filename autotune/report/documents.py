@@ -141,9 +141,18 @@ def fmt_x(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}x"
 
 
+def fmt_interval(v: float | None, interval: tuple[float, float] | None) -> str:
+    """'1.23x [1.05-1.44]'; the interval is propagated in log space from the factors'."""
+    if v is None:
+        return "-"
+    return f"{v:.2f}x" + (f" [{interval[0]:.2f}-{interval[1]:.2f}]" if interval else "")
+
+
 def factor_cells(r: FactorRow) -> list[str]:
     if r.measured is not None:
         measured = f"{r.measured:.2f}x [{r.low:.2f}-{r.high:.2f}], n={r.n}"
+        if r.interval != "repeats":
+            measured += f" (no repeats: {r.interval})"
         if r.indistinguishable_from_one:
             measured += " (indistinguishable from 1)"
     else:
@@ -183,6 +192,7 @@ def _overview_md(d: ReportData) -> list[str]:
         f"{d.workload.get('n_train')} train + {d.workload.get('n_val')} val images. Space: {d.space}; "
         f"memory limit {limit}. Storage: `{d.storage}`. Built {d.created}.\n",
         f"**{headline(d)}**\n",
+        f"The headline comes from {d.end_to_end_source}.\n",
         _md_table(
             ["", "config", "images/s (each measurement)", "data stall", "optimizer (step)"],
             [
@@ -204,18 +214,23 @@ def _factors_md(d: ReportData) -> list[str]:
     parts = [
         "## The factor table\n",
         "Each lever measured alone: the baseline with only that lever set to the winner's value "
-        "(images/s ratio, interval from repeated probes).\n",
+        "(images/s ratio; the interval spans the repeats' extreme ratios, or, where a side was measured once, the "
+        f"noise floor: the larger of the baseline's measured drift and 10%, here +-{d.noise_floor:.0%}). Products "
+        "and the interaction carry intervals propagated in log space.\n",
         _md_table(FACTOR_HEAD, [factor_cells(r) for r in d.factors]),
         _md_table(
             ["", "factor"],
             [
                 ["product of the story's factors for these changes", fmt_x(d.naive_product)],
-                ["product of the measured single factors", fmt_x(d.measured_product)],
+                [
+                    "product of the measured single factors",
+                    fmt_interval(d.measured_product, d.measured_product_interval),
+                ],
                 [
                     "measured end to end (baseline -> winner)",
                     f"{d.end_to_end:.2f}x [{d.end_to_end_low:.2f}-{d.end_to_end_high:.2f}]",
                 ],
-                ["interaction (end to end / product of measured)", fmt_x(d.interaction)],
+                ["interaction (end to end / product of measured)", fmt_interval(d.interaction, d.interaction_interval)],
                 ["the story's own product, all five levers", '16.3x (its "reality": 5-8x)'],
             ],
         ),

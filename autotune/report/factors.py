@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from autotune.measure.stats import mean
+from autotune.measure.stats import NOISE_FLOOR, ratio_interval
 
 # The story's claims, as it states them (DESIGN.md "Factors"): 640 -> 416 px, batch 16 -> 32, disk -> RAM
 # cache, workers 8 -> 12-16, SGD -> Adam; multiplied into a "theoretical 16.3x" against a "reality 5-8x".
@@ -70,17 +70,18 @@ class Factor:
         return self.naive / self.measured
 
 
-def measured_factor(baseline_ips: Sequence[float], lever_ips: Sequence[float]) -> tuple[float, float, float]:
+def measured_factor(
+    baseline_ips: Sequence[float], lever_ips: Sequence[float], floor: float = NOISE_FLOOR
+) -> tuple[float, float, float]:
     """(factor, low, high) from repeated images/s of the baseline and of the baseline with one lever changed.
 
-    The factor is the ratio of means; the interval spans the extreme ratios of the repeats (min lever / max
-    baseline .. max lever / min baseline): with the two or three repeats a probe budget allows, that is the
-    honest width, and a factor whose interval holds 1 is indistinguishable from no change.
+    The factor is the ratio of means; with repeats on both sides the interval spans the extreme ratios of the
+    repeats (min lever / max baseline .. max lever / min baseline), and a factor whose interval holds 1 is
+    indistinguishable from no change. A side measured once has no spread to show: the interval is then at least
+    the noise floor (stats.ratio_interval), never zero-width.
     """
-    if not baseline_ips or not lever_ips or min(baseline_ips) <= 0:
-        raise ValueError("need at least one positive measurement of each")
-    f = mean(lever_ips) / mean(baseline_ips)
-    return f, min(lever_ips) / max(baseline_ips), max(lever_ips) / min(baseline_ips)
+    f, lo, hi, _ = ratio_interval(baseline_ips, lever_ips, floor)
+    return f, lo, hi
 
 
 def interaction(end_to_end: float, single_factors: Sequence[float]) -> float:

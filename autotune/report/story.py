@@ -44,10 +44,17 @@ def claim(lever: str, before: str, after: str) -> tuple[str, float | None, str]:
     return "", None, ""
 
 
-def interaction_text(inter: float | None, base: Side, win: Side, on_gpu: bool) -> str:
-    """The interaction in words, by the bottleneck before and after."""
-    if inter is None:
+def interaction_text(interval: tuple[float, float, float] | None, base: Side, win: Side, on_gpu: bool) -> str:
+    """The interaction in words, by the bottleneck before and after; explained only where its interval excludes 1
+    (otherwise the measurements cannot tell it from levers that simply multiply)."""
+    if interval is None:
         return "not known: some levers are not measured alone (run `autotune report --measure`)"
+    inter, lo, hi = interval
+    if lo <= 1.0 <= hi:
+        return (
+            f"The end-to-end speedup over the product of the single factors is {inter:.2f}x [{lo:.2f}-{hi:.2f}]: "
+            "its interval holds 1, so these measurements cannot tell an interaction from levers that simply multiply."
+        )
 
     def where(s: Side) -> str:
         if s.stall_fraction is None:

@@ -9,10 +9,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from autotune.measure.stats import mean
 from autotune.records.config import accumulate
 from autotune.records.probe import IterStats, ProbeResult
 from autotune.report.data import ReportData
 from autotune.search.settings import SearchOutcome
+from autotune.search.sidebyside import SideBySide
 from autotune.status import terminal_style
 from autotune.units import fmt_bytes, fmt_s
 
@@ -189,6 +191,9 @@ class SearchProgress:
             self.running, self.beat, self.rung = f"trial {data['number']}{why}: {data['config'].label()}", "", False
         elif kind == "lever":
             self.running, self.beat = f"factor probe ({data['lever']}): {data['config'].label()}", ""
+        elif kind == "side":
+            what = f"side by side, round {data['round'] + 1} ({data['role']})"
+            self.running, self.beat = f"{what}: {data['config'].label()}", ""
         elif kind == "beat":
             if "iter" in data:
                 self.beat = f"{data.get('phase')} iteration {data['iter']}, {data.get('iter_s', 0):.2f} s/iter"
@@ -241,28 +246,20 @@ def search_view(o: SearchOutcome, profile_path: str | None) -> Group:
             f"{r.number}{mark}",
         )
     parts.append(t)
-    if o.winner and o.baseline and o.baseline.stats:
+    if o.winner and o.side_by_side and o.side_by_side.speedup:
+        parts += side_by_side_lines(o, o.side_by_side)
+    elif o.winner and o.baseline and o.baseline.stats:
         w = o.winner
         base_epoch = o.n_train / o.baseline.stats.images_per_s
         b = o.baseline.requested
-        same_size = int(w.config["imgsz"]) == int(b["imgsz"])
         line = Text()
         line.append(
             f"winner (trial {w.number}): {fmt_s(w.epoch_s)}/epoch vs baseline {fmt_s(base_epoch)}/epoch "
             f"(batch={b['batch']} workers={b['workers']} imgsz={b['imgsz']} cache={b['cache']}): ",
         )
         line.append(f"{base_epoch / (w.epoch_s or 1):.2f}x", style="bold green")
-        if not same_size:
-            line.append(f"  (at imgsz {w.config['imgsz']} vs {b['imgsz']}: a smaller image is not a free win)")
+        line.append("  (selection runs only, not measured side by side: optimistic)", style="yellow")
         parts.append(line)
-        if (w.epoch_s or 0) > base_epoch:
-            parts.append(
-                Text(
-                    "the baseline is faster than every configuration tried: keep it, widen the space "
-                    "(--batch, --workers, --imgsz, --cache), or give the search more budget",
-                    style="bold yellow",
-                )
-            )
         parts.append(Text(f"picked: {o.pick_reason}", style="dim"))
     elif o.baseline and not o.baseline.ok:
         parts.append(Text(f"baseline probe: {o.baseline.status}: {o.baseline.reason}", style="yellow"))
@@ -289,9 +286,46 @@ def search_view(o: SearchOutcome, profile_path: str | None) -> Group:
     return Group(*parts)
 
 
+def side_by_side_lines(o: SearchOutcome, sb: SideBySide) -> list[Any]:
+    """The side-by-side block: each candidate's fresh runs, the winner's rate and the headline speedup from them."""
+    assert sb.speedup is not None and o.winner is not None
+    parts: list[Any] = [
+        Text(f"measured side by side at the end ({sb.rounds} round(s), interleaved, order alternating):", style="bold")
+    ]
+    for role, config in sb.configs.items():
+        rates = sb.rates.get(role, ())
+        shown = ", ".join(f"{r:.1f}" for r in rates) if rates else "no ok probe"
+        mark = "  <- winner" if role == sb.faster else ""
+        parts.append(Text(f"  {role:<9} {config.label()}: {shown} images/s{mark}"))
+    f, lo, hi, repeated = sb.speedup
+    win_ips = sb.winner_ips or 0.0
+    base_ips = mean(sb.rates["baseline"])
+    line = Text(f"winner (trial {o.winner.number}): {win_ips:.1f} images/s, {fmt_s(o.n_train / win_ips)}/epoch vs "
+                f"baseline {base_ips:.1f} images/s, {fmt_s(o.n_train / base_ips)}/epoch: ")  # fmt: skip
+    line.append(f"{f:.2f}x [{lo:.2f}-{hi:.2f}]", style="bold green")
+    if not repeated:
+        line.append(f"  (a side measured once: interval is the noise floor, +-{sb.floor:.0%})", style="yellow")
+    parts.append(line)
+    sel = o.winner.images_per_s
+    if sel:
+        parts.append(Text(f"  the selection run had read {sel:.1f} images/s ({sel / win_ips - 1:+.0%} against these "
+                          "fresh runs): the headline uses the fresh runs", style="dim"))  # fmt: skip
+    w, b = sb.configs.get(sb.faster or ""), sb.configs.get("baseline")
+    if w and b and w.imgsz != b.imgsz:
+        parts.append(Text(f"  at imgsz {w.imgsz} vs {b.imgsz}: a smaller image is not a free win", style="yellow"))
+    if f < 1:
+        keep = (
+            "the baseline is faster than every configuration tried: keep it, widen the space (--batch, --workers, "
+            "--imgsz, --cache), or give the search more budget"
+        )
+        parts.append(Text(keep, style="bold yellow"))
+    parts.append(Text(f"picked: {o.pick_reason}", style="dim"))
+    return parts
+
+
 def report_view(d: ReportData, written: list[str]) -> Group:
     """The report's short summary: the headline, the factor table, the interaction, the files."""
-    from autotune.report.documents import FACTOR_HEAD, factor_cells, fmt_x, headline
+    from autotune.report.documents import FACTOR_HEAD, factor_cells, fmt_interval, fmt_x, headline
 
     t = Table(title=f"Speedup breakdown: {d.study}", title_justify="left")
     keep = (0, 1, 3, 4, 5)  # the story's wording is in report.md; the terminal keeps the numbers
@@ -300,9 +334,10 @@ def report_view(d: ReportData, written: list[str]) -> Group:
     for r in d.factors:
         cells = factor_cells(r)
         t.add_row(*(cells[i] for i in keep))
-    t.add_row("product", "", fmt_x(d.naive_product), fmt_x(d.measured_product), "", style="bold")
+    t.add_row("product", "", fmt_x(d.naive_product), fmt_interval(d.measured_product, d.measured_product_interval),
+              "", style="bold")  # fmt: skip
     t.add_row("end to end", "", "", f"{d.end_to_end:.2f}x [{d.end_to_end_low:.2f}-{d.end_to_end_high:.2f}]", "")
-    t.add_row("interaction", "", "", fmt_x(d.interaction), "")
+    t.add_row("interaction", "", "", fmt_interval(d.interaction, d.interaction_interval), "")
     parts: list[Any] = [Text(headline(d), style="bold"), t, Text(d.interaction_text)]
     if d.missing:
         parts.append(Text(f"not measured yet: {', '.join(d.missing)} (autotune report --measure)", style="yellow"))

@@ -23,10 +23,10 @@ from autotune import __version__, status
 from autotune.errors import UserError
 from autotune.records.config import TrainConfig, Workload
 from autotune.records.machine import Machine
-from autotune.records.probe import ProbeResult
-from autotune.records.search import DatasetSize, Space, StudyMeta
+from autotune.records.probe import ProbeResult, now_iso
+from autotune.records.search import DatasetSize, SideProbe, Space, StudyMeta
 from autotune.records.status import SKIPPED
-from autotune.search import levers, names, store
+from autotune.search import levers, names, sidebyside, store
 from autotune.search.ladder import next_rung
 from autotune.search.names import mask_url
 from autotune.search.pick import front, pick
@@ -40,6 +40,7 @@ from autotune.search.rules import (
     worker_seed,
 )
 from autotune.search.settings import SearchOutcome, SearchSettings
+from autotune.search.sidebyside import SideBySide
 from autotune.search.space import MemoryModel, cache_violation, fit_memory_model, memory_violation
 from autotune.search.store import StudyStore
 
@@ -55,6 +56,7 @@ class _Run:
 
     baseline: ProbeResult | None = None
     baseline_end: ProbeResult | None = None
+    side: SideBySide | None = None
     stop_reason: str = ""
     stopped: bool = False  # interrupted, or the storage failed: the remaining phases are skipped
     interrupted: bool = False
@@ -160,10 +162,12 @@ class Search:
         return max(self.durations) if self.durations else 0.0
 
     def end_reserve(self) -> float:
+        """Kept for the side-by-side phase: the baseline and the winner, each measured `ROUNDS` times (a runner-up
+        joins them only where the time left allows)."""
         if self.s.end_reserve_s is not None:
             return self.s.end_reserve_s
         b = self.store.reference()
-        return b.duration_s if b else 0.0
+        return 2 * sidebyside.ROUNDS * b.duration_s if b else 0.0
 
     def lever_reserve(self) -> float:
         """Kept for the factor probes at the end: one probe per lever (4) and the optimizer's, at most
@@ -190,8 +194,8 @@ class Search:
         fits = max(self.remaining() - self.end_reserve() - self.lever_reserve(), 0.0) / probe_s
         if fits >= 3:
             return None
-        # ~10 trials, the baseline and its repeat, with the factor probes' share of the budget on top
-        enough_min = math.ceil(12 * probe_s / (1 - min(self.s.lever_share, 0.5)) / 60)
+        # ~10 trials, the baseline and the side-by-side phase, with the factor probes' share of the budget on top
+        enough_min = math.ceil((11 + 2 * sidebyside.ROUNDS) * probe_s / (1 - min(self.s.lever_share, 0.5)) / 60)
         return (
             f"the budget leaves room for about {int(fits)} probe(s) of ~{probe_s:.0f} s besides the baseline: too few "
             f"to search (--budget {enough_min}min or more gives ~10)"
@@ -204,7 +208,7 @@ class Search:
         need = self.predicted_trial_s()
         if left <= 0 or left < need:
             return False, (
-                f"budget: {max(left, 0):.0f} s left after the factor probes and the baseline's repeat, "
+                f"budget: {max(left, 0):.0f} s left after the factor probes and the side-by-side phase, "
                 f"a trial takes ~{need:.0f} s"
             )
         return True, ""
@@ -411,7 +415,7 @@ class Search:
                 run.stop(
                     f"the storage stopped answering during {name} ({names.mask_text(_first(failure), self.s.storage)})"
                 )
-        return self.outcome(run.baseline, run.baseline_end, run.stop_reason, run.interrupted)
+        return self.outcome(run.baseline, run.baseline_end, run.stop_reason, run.interrupted, run.side)
 
     def _start(self, run: _Run) -> None:
         run.baseline = self.measure_baseline()
@@ -435,12 +439,57 @@ class Search:
             self.measure_levers(run.baseline)
 
     def _end(self, run: _Run) -> None:
-        if run.baseline is not None:
+        if run.baseline is None:
+            return
+        records = self.store.records()
+        winner, _ = pick(records, self.s.target_epoch_s)
+        if winner is None:  # nothing to confirm: the baseline again still says how far the machine drifted
             run.baseline_end = self._measure_baseline_again()
+            return
+        run.side = self.side_by_side(records, winner)
+        if run.side is not None:
+            base = [p for p in self.store.snapshot(self.s.storage).side_by_side if p.run == run.side.run]
+            last = [p.result for p in base if p.role == sidebyside.BASELINE and p.result.stats is not None]
+            if last:  # the baseline's last fresh run also measures the drift since the start
+                run.baseline_end = last[-1]
+                self.store.set_reference(last[-1], end=True)
+
+    def _side_probe_s(self, config: TrainConfig) -> float:
+        """How long a fresh probe of `config` is expected to take: as long as its trial (or the baseline) did."""
+        same = [r.duration_s for r in self.store.records() if r.config and TrainConfig.from_dict(r.config) == config]
+        b = self.store.reference()
+        return max(same) if same else (b.duration_s if b else self.predicted_trial_s())
+
+    def side_by_side(self, records: Any, winner: Any) -> SideBySide | None:
+        """The winner, a runner-up within noise and the baseline, measured again, interleaved, alternating order
+        (where the runner-up measures faster than the winner, outcome() makes it the winner)."""
+        cands = sidebyside.candidates(self.s.baseline, records, winner)
+        plan = sidebyside.schedule(cands)
+        if len(cands) == 3 and sum(self._side_probe_s(c.config) for _, c in plan) > self.remaining():
+            cands = cands[:2]  # no time for the runner-up: the winner and the baseline come first
+            plan = sidebyside.schedule(cands)
+        run_id = f"{now_iso()} {self.worker}"
+        self.on_event("side_start", {"candidates": cands, "rounds": sidebyside.ROUNDS})
+        done: list[SideProbe] = []
+        for k, c in plan:
+            if self.remaining() < 0.9 * self._side_probe_s(c.config):
+                self.notes.append(
+                    f"the side-by-side phase stopped after {len(done)} of {len(plan)} probes: the budget ran out"
+                )
+                break
+            self.on_event("side", {"round": k, "role": c.role, "config": c.config})
+            result = self._probe(c.config)
+            probe = SideProbe(run_id, k, c.role, c.config, result)
+            self.store.add_side_probe(probe)
+            done.append(probe)
+            self.on_event("side_done", {"round": k, "role": c.role, "result": result})
+        start = self.store.reference()
+        extra = [start.stats.images_per_s] if start and start.stats else []
+        return sidebyside.summarize(done, extra)
 
     def _measure_baseline_again(self) -> ProbeResult | None:
-        """Each run ends by measuring the baseline again: how far the machine drifted meanwhile."""
-        if self.remaining() < 0.9 * self.end_reserve():
+        """With no winner to confirm, the baseline once more: how far the machine drifted meanwhile."""
+        if self.remaining() < 0.9 * (self.store.reference().duration_s if self.store.reference() else 0.0):
             self.notes.append("no time was left to measure the baseline again: drift not measured this run")
             return None
         self.on_event("reference", {"key": "baseline_end", "config": self.s.baseline})
@@ -449,11 +498,18 @@ class Search:
         return result
 
     def outcome(
-        self, baseline: ProbeResult | None, baseline_end: ProbeResult | None, stop_reason: str, interrupted: bool
+        self,
+        baseline: ProbeResult | None,
+        baseline_end: ProbeResult | None,
+        stop_reason: str,
+        interrupted: bool,
+        side: SideBySide | None = None,
     ) -> SearchOutcome:
         try:
             records = self.store.records()
             winner, reason = pick(records, self.s.target_epoch_s)
+            if winner is not None and side is not None and side.faster == sidebyside.RUNNER_UP:
+                winner, reason = sidebyside.promote_runner_up(records, winner, side)
             if winner is not None:  # what `autotune train --best` trains: the pick rule's choice, target included
                 self.store.set_winner(winner.number, reason)
             autobatch = self.s.autobatch or self.store.meta().autobatch
@@ -479,4 +535,5 @@ class Search:
             notes=tuple(self.notes),
             interrupted=interrupted,
             autobatch=autobatch,
+            side_by_side=side,
         )

@@ -11,6 +11,7 @@ from autotune.records.config import ProbeOptions, TrainConfig, Workload
 from autotune.records.machine import Machine
 from autotune.records.probe import ProbeResult
 from autotune.records.search import Space, TrialRecord
+from autotune.search.sidebyside import SideBySide
 
 
 def default_study_name(workload: Workload, machine: Machine, space: Space, dataset_key: str) -> str:
@@ -56,6 +57,7 @@ class SearchOutcome:
     notes: tuple[str, ...] = field(default_factory=tuple)
     interrupted: bool = False
     autobatch: dict[str, Any] | None = None  # AutoBatch's answer this run or an earlier one (study attribute)
+    side_by_side: SideBySide | None = None  # the fresh, interleaved measurements at the end of this run
 
     @property
     def drift(self) -> float | None:
@@ -71,4 +73,16 @@ def outcome_to_dict(o: SearchOutcome) -> dict[str, Any]:
     d["baseline"] = o.baseline.to_dict() if o.baseline else None
     d["baseline_end"] = o.baseline_end.to_dict() if o.baseline_end else None
     d["drift"] = o.drift
+    if o.side_by_side is not None:
+        sb = o.side_by_side
+        d["side_by_side"] = {
+            "rounds": sb.rounds,
+            "images_per_s": {role: list(v) for role, v in sb.rates.items()},
+            "configs": {role: c.to_dict() for role, c in sb.configs.items()},
+            "faster": sb.faster,
+            "speedup": dict(zip(("factor", "low", "high", "from_repeats"), sb.speedup, strict=True))
+            if sb.speedup
+            else None,
+            "noise_floor": sb.floor,
+        }
     return d

@@ -26,7 +26,7 @@ from autotune.records.config import ProbeOptions, TrainConfig, Workload
 from autotune.records.machine import Machine
 from autotune.records.probe import ProbeResult
 from autotune.records.run import TrainRun
-from autotune.records.search import DatasetSize, Space, StudyMeta, StudySnapshot, TrialRecord
+from autotune.records.search import DatasetSize, SideProbe, Space, StudyMeta, StudySnapshot, TrialRecord
 from autotune.search.names import mask_text, mask_url
 from autotune.status import MEMORY_WALL
 
@@ -38,7 +38,7 @@ _MACHINE, _MACHINE_ID, _WORKLOAD, _BASELINE_CONFIG = "machine", "machine_id", "w
 _LIMIT, _DATASET, _TARGET, _OPTIONS = "memory_limit_bytes", "dataset", "target_epoch_s", "probe_options"
 _VERSION, _AUTOBATCH, _SPACE = "autotune_version", "autobatch", "space"
 _BASELINE, _BASELINE_END, _BASELINE_REUSED, _WINNER = "baseline", "baseline_end", "baseline_reused", "winner"
-_LEVER_PREFIX, _PHASE_PREFIX, _RUN_PREFIX = "probe:", "phase:", "train_run:"
+_LEVER_PREFIX, _PHASE_PREFIX, _RUN_PREFIX, _SIDE_PREFIX = "probe:", "phase:", "train_run:", "side:"
 # Trial attributes.
 _CONFIG, _WORKER, _RESULT, _STATUS, _REASON = "config", "worker", "result", "status", "reason"
 _DURATION, _PEAK, _IPS, _SPI, _ONE_TIME = (
@@ -406,6 +406,14 @@ class StudyStore:
         levers = sorted({*entry.get("levers", []), lever})
         self._set(key, {**entry, "levers": levers, "results": [*entry.get("results", []), result.to_dict()]})
 
+    # -- side-by-side probes (the end of a search) ------------------------------------------------------------
+
+    def add_side_probe(self, p: SideProbe) -> None:
+        """Keep one side-by-side measurement (one attribute each: a run's probes are written as they finish)."""
+        key = f"{_SIDE_PREFIX}{p.run}:{p.round}:{p.role}"
+        self._set(key, {"run": p.run, "round": p.round, "role": p.role, "config": p.config.to_dict(),
+                        "result": p.result.to_dict()})  # fmt: skip
+
     # -- phase probes (autotune train) ------------------------------------------------------------------------
 
     def phase(self, kind: str, key: str) -> ProbeResult | None:
@@ -450,6 +458,20 @@ class StudyStore:
                 )
         winner, reason = self.winner_number()
         refs = {k: ProbeResult.from_dict(ua[k]) if ua.get(k) else None for k in (_BASELINE, _BASELINE_END)}
+        side = sorted(
+            (
+                SideProbe(
+                    e["run"],
+                    int(e["round"]),
+                    e["role"],
+                    TrainConfig.from_dict(e["config"]),
+                    ProbeResult.from_dict(e["result"]),
+                )
+                for k, e in ua.items()
+                if k.startswith(_SIDE_PREFIX) and isinstance(e, dict) and e.get("config") and e.get("result")
+            ),
+            key=lambda p: (p.run, p.round, p.result.created),
+        )
         return StudySnapshot(
             name=self.name,
             storage=mask_url(storage_url),
@@ -466,6 +488,7 @@ class StudyStore:
             winner=winner,
             winner_reason=reason,
             train_runs=tuple(_runs(ua)),
+            side_by_side=tuple(side),
         )
 
 

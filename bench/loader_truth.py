@@ -1,0 +1,276 @@
+"""Loader truth: does a probe read what a long training run sustains, where the loader is the bottleneck?
+
+    python bench/loader_truth.py             # ~40 min on 2 cores; writes bench/results/loader_truth_cpu.{md,json}
+    python bench/loader_truth.py --quick     # a smoke run of the script itself (small data, short long runs)
+
+For each configuration (workers 0, 1, 2, and 8 with a raised CPU count; cache none, and ram where it changes the
+loader) on two workloads (the loader-bound demo variant, 3840x2160 frames at imgsz 64, and the default workload),
+three measurements run side by side, in an order that rotates from one configuration to the next:
+- the probe (autotune's own measurement, default options);
+- the probe with a simulated slow first iteration (8 s, as a GPU's first CUDA iterations): the workers fill their
+  prefetch queue meanwhile, the condition that hid a slow loader on an H100. The table also shows what the window
+  before issue 14 (warm-up, then the next `iters` iterations, whatever the queue held) reads from the same run;
+- a long run: Ultralytics' own training loop on a data set large enough that no image is read twice, timed by a
+  plain stopwatch at every batch start and end (not the probe's code): `--skip` iterations are dropped so the queue
+  is in steady state, then `--iters` full batches of one epoch are timed.
+The probe should be within 10% of the long run, and loader-bound configurations should read loader-bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+CPUS_PATCH = ROOT / "cpus"  # sitecustomize raising os.cpu_count() for the many-worker rows
+DELAY_S = 8.0
+
+
+@dataclass(frozen=True)
+class Case:
+    workload: str  # "loader-bound" | "default"
+    imgsz: int
+    batch: int
+    workers: int
+    cache: str = "none"
+    cpus: int | None = None  # raise os.cpu_count() to this (Ultralytics caps workers at it)
+
+    def label(self) -> str:
+        cpus = f" (cpu_count {self.cpus})" if self.cpus else ""
+        return f"{self.workload} imgsz {self.imgsz} batch {self.batch} workers {self.workers} cache {self.cache}{cpus}"
+
+
+def cases() -> list[Case]:
+    lb = [Case("loader-bound", 64, 4, w) for w in (0, 1, 2)]
+    lb += [Case("loader-bound", 64, 4, 1, "ram"), Case("loader-bound", 64, 4, 8, cpus=8)]
+    dflt = [Case("default", 128, 8, w) for w in (0, 1, 2)] + [Case("default", 128, 8, 8, cpus=8)]
+    return lb + dflt
+
+
+def env_for(case: Case) -> dict[str, str]:
+    env = dict(os.environ)
+    if case.cpus:
+        env["AUTOTUNE_BENCH_CPUS"] = str(case.cpus)
+        env["PYTHONPATH"] = f"{CPUS_PATCH}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    return env
+
+
+# -- the long run: Ultralytics' loop and a stopwatch, in its own process ---------------------------------------------
+
+
+class Enough(Exception):
+    pass
+
+
+def long_run(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train one epoch with Ultralytics and time every batch with a plain stopwatch; stop after skip + iters."""
+    from ultralytics import YOLO
+
+    import autotune  # noqa: F401  (Ultralytics' offline switches, before it is imported)
+    from autotune.measure.ultralytics_glue import patch_downloads
+
+    patch_downloads()
+    starts: list[float] = []
+    ends: list[float] = []
+    need = spec["skip"] + spec["iters"]
+
+    def restore_workers(trainer: Any) -> None:
+        trainer.args.workers = spec["workers"]  # Ultralytics forces 0 on a CPU; a GPU run keeps its workers
+
+    def batch_start(trainer: Any) -> None:
+        starts.append(time.perf_counter())
+
+    def batch_end(trainer: Any) -> None:
+        ends.append(time.perf_counter())
+        if len(ends) >= need:
+            raise Enough
+
+    model = YOLO(spec["model"])
+    model.add_callback("on_pretrain_routine_start", restore_workers)
+    model.add_callback("on_train_batch_start", batch_start)
+    model.add_callback("on_train_batch_end", batch_end)
+    workers_seen: list[int] = []
+    model.add_callback("on_train_epoch_start", lambda tr: workers_seen.append(tr.train_loader.num_workers))
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            model.train(data=spec["data"], epochs=1, batch=spec["batch"], imgsz=spec["imgsz"], workers=spec["workers"],
+                        cache=False if spec["cache"] == "none" else spec["cache"], device="cpu", optimizer="SGD",
+                        warmup_epochs=0, close_mosaic=0, val=False, plots=False, save=False, project=tmp, name="long",
+                        exist_ok=True, verbose=False, seed=0)  # fmt: skip
+            return {"error": f"the epoch ended after {len(ends)} batches, {need} needed"}
+        except Enough:
+            pass
+    s, e = spec["skip"], need
+    seconds = ends[e - 1] - ends[s - 1]  # from the end of batch skip-1 to the end of the last: e - s whole batches
+    waits = sum(starts[i] - ends[i - 1] for i in range(s, e))
+    return {"images_per_s": spec["batch"] * (e - s) / seconds, "stall": waits / seconds, "seconds": seconds,
+            "batches": e - s, "workers": workers_seen[0] if workers_seen else None}  # fmt: skip
+
+
+def run_long(case: Case, data: str, skip: int, iters: int, timeout_s: float) -> dict[str, Any]:
+    spec = {"data": data, "model": "yolo11n.yaml", "imgsz": case.imgsz, "batch": case.batch, "workers": case.workers,
+            "cache": case.cache, "skip": skip, "iters": iters}  # fmt: skip
+    cmd = [sys.executable, __file__, "--long-run", json.dumps(spec)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env_for(case), timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s:.0f} s"}
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if p.returncode != 0 or not lines:
+        return {"error": f"exit {p.returncode}: {p.stderr.strip().splitlines()[-1:] or ''}"}
+    return json.loads(lines[-1])
+
+
+# -- the probe ---------------------------------------------------------------------------------------------------
+
+
+def old_window_rate(timings: dict[str, Any], iters: int, batch: int) -> float | None:
+    """What the window before issue 14 read from the same iterations: the `iters` right after the warm-up."""
+    w0 = timings.get("warmup")
+    waits, computes, steps, at = (timings.get(k) or [] for k in ("data_wait_s", "compute_s", "step_s", "step_iters"))
+    if w0 is None or len(computes) < w0 + iters:
+        return None
+    window = range(w0, w0 + iters)
+    stepped = sum(s for s, i in zip(steps, at, strict=False) if i in window)
+    seconds = sum(waits[i] + computes[i] for i in window) + stepped
+    return batch * iters / seconds
+
+
+def run_probe(case: Case, data: str, delay_s: float) -> dict[str, Any]:
+    from autotune.measure.probe import probe
+    from autotune.measure.profile import classify
+    from autotune.records.config import ProbeOptions, TrainConfig, Workload
+
+    config = TrainConfig(batch=case.batch, workers=case.workers, imgsz=case.imgsz, cache=case.cache, device="cpu",
+                         optimizer="SGD")  # fmt: skip
+    options = ProbeOptions(first_iter_delay_s=delay_s)
+    saved = dict(os.environ)
+    os.environ.update(env_for(case))
+    try:
+        r = probe(config, Workload(data=data, model="yolo11n.yaml"), options)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    if not r.ok or r.stats is None:
+        return {"error": f"{r.status}: {r.reason}"}
+    s = r.stats
+    return {"images_per_s": s.images_per_s, "stall": s.stall_fraction, "n": s.n, "window_s": s.window_s,
+            "queue": [s.queue_start, s.queue_end], "produced": s.produced, "warmup": r.timings.get("warmup"),
+            "old_images_per_s": old_window_rate(r.timings, options.iters, case.batch),
+            "verdict": classify(s.stall_fraction, s.images_per_s, None, None).verdict,
+            "duration_s": r.duration_s, "warnings": list(r.warnings)}  # fmt: skip
+
+
+# -- report ------------------------------------------------------------------------------------------------------
+
+
+def pct(x: float | None, ref: float | None) -> str:
+    return f"{x / ref - 1:+.1%}" if x and ref else "-"
+
+
+def render(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    out = [
+        f"# Loader truth on a CPU ({meta['date']})",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Machine: {meta['machine']}  ",
+        f"Long runs: {meta['skip']} iterations dropped, then {meta['iters']} full batches timed by a plain stopwatch "
+        "around Ultralytics' own loop, no image read twice. Probes: default options (20 iterations, 2 s minimum). "
+        f"Slow start: {meta['delay_s']:g} s added to the probe's first iteration. Order rotates per row.",
+        "",
+        "| workload | workers | cache | long run img/s (stall) | probe img/s (stall) | vs long | slow-start probe "
+        "(stall) | vs long | window before #14, slow start | vs long | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        c, lr, p, d = row["case"], row["long"], row["probe"], row["delayed"]
+        ref = lr.get("images_per_s")
+
+        def cell(m: dict[str, Any]) -> str:
+            return f"{m['images_per_s']:.1f} ({m['stall']:.0%})" if "images_per_s" in m else m.get("error", "-")
+
+        workers = f"{c['workers']}" + (f" (of {c['cpus']} 'CPUs')" if c.get("cpus") else "")
+        out.append(
+            f"| {c['workload']} {c['imgsz']} px b{c['batch']} | {workers} | {c['cache']} | {cell(lr)} | {cell(p)} | "
+            f"{pct(p.get('images_per_s'), ref)} | {cell(d)} | {pct(d.get('images_per_s'), ref)} | "
+            f"{d['old_images_per_s']:.1f} | {pct(d.get('old_images_per_s'), ref)} | {p.get('verdict', '-')} / "
+            f"{d.get('verdict', '-')} |"
+            if d.get("old_images_per_s")
+            else f"| {c['workload']} | {workers} | {c['cache']} | {cell(lr)} | {cell(p)} | "
+            f"{pct(p.get('images_per_s'), ref)} | {cell(d)} | {pct(d.get('images_per_s'), ref)} | - | - | - |"
+        )
+    worst = [abs(m["images_per_s"] / r["long"]["images_per_s"] - 1) for r in rows for m in (r["probe"], r["delayed"])
+             if "images_per_s" in m and "images_per_s" in r["long"]]  # fmt: skip
+    out += ["", f"Largest probe error against its long run: **{max(worst):.1%}**." if worst else ""]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: small data, short long runs, few rows")
+    ap.add_argument("--skip", type=int, default=40, help="long run: iterations dropped before timing")
+    ap.add_argument("--iters", type=int, default=200, help="long run: full batches timed")
+    ap.add_argument("--delay", type=float, default=DELAY_S, help="simulated slow first iteration, seconds")
+    ap.add_argument("--out", default=str(ROOT / "results"))
+    ap.add_argument("--long-run", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.long_run:
+        print(json.dumps(long_run(json.loads(a.long_run))))
+        return 0
+    from autotune.data.demo import DemoSpec, write_demo_dataset
+    from autotune.data.demo_draw import VARIANTS
+    from autotune.measure.machine import fingerprint
+
+    todo = cases()
+    if a.quick:
+        a.skip, a.iters = 10, 20
+        todo = [c for c in todo if c.workers in (1, 8)][:2]
+    # enough training images that a long run never reads one twice: (skip + iters + a full queue + 1) batches
+    largest = {w: max((c.batch for c in cases() if c.workload == w), default=0) for w in VARIANTS}
+    # (the full run's sizes even with --quick: the datasets are generated once and shared)
+    train_needed = {w: (max(a.skip, 40) + max(a.iters, 200) + 4 * 8 + 1) * b for w, b in largest.items()}
+    data = {}
+    for w in {c.workload for c in todo}:
+        width, height = VARIANTS[w]
+        images = int(train_needed[w] / 0.8) + 2  # 20% go to val
+        print(f"{w}: {images} images of {width}x{height} (generated once, then reused)", flush=True)
+        data[w] = str(write_demo_dataset(DemoSpec(images=images, width=width, height=height)).data_yaml)
+    rows = []
+    for k, case in enumerate(todo):
+        print(f"[{k + 1}/{len(todo)}] {case.label()}", flush=True)
+        steps = ["probe", "long", "delayed"]
+        steps = steps[k % 3 :] + steps[: k % 3]  # rotate who goes first
+        got: dict[str, Any] = {}
+        for step in steps:
+            t0 = time.monotonic()
+            if step == "long":
+                got[step] = run_long(case, data[case.workload], a.skip, a.iters, timeout_s=1800)
+            else:
+                got[step] = run_probe(case, data[case.workload], a.delay if step == "delayed" else 0.0)
+            print(f"    {step}: {json.dumps({k2: v for k2, v in got[step].items() if k2 != 'warnings'})} "
+                  f"({time.monotonic() - t0:.0f} s)", flush=True)  # fmt: skip
+        rows.append({"case": case.__dict__, **got})
+    command = "python bench/loader_truth.py " + " ".join(argv or sys.argv[1:])
+    meta = {"date": dt.date.today().isoformat(), "command": command,
+            "machine": fingerprint().summary(), "skip": a.skip, "iters": a.iters, "delay_s": a.delay}  # fmt: skip
+    text = render(rows, meta)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = "loader_truth_cpu_quick" if a.quick else "loader_truth_cpu"
+    (out / f"{name}.md").write_text(text)
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
