@@ -1,12 +1,15 @@
-"""The GPU check: autotune's GPU-only paths exercised end to end on a lent GPU machine, in about 5 minutes
-(301 s on an H100).
+"""The GPU check: autotune's GPU-only paths exercised end to end on a lent GPU machine, within --deadline (430 s):
+steps past it are skipped (the search first; steps 1-4 took ~100 s on an H100).
 
 Steps, each a real `python -m autotune ...` run (the user's path) or a call into the package:
   1. the machine: GPU name, memory, driver, torch;
   2. the embedded default workload (1000 synthetic 1280x720 frames), trained at imgsz 640;
   3. probes at batch 16 and 64 (no memory limit);
   4. a forced OOM: batch 512 under an enforced limit of 0.3 of the card, expected status `oom` at batch 512;
-  5. a search of 200 s under that limit (a GPU probe takes 26-42 s: 90 s fit no trial), with batch 512 as an
+  5. loader truth (issue 14): probes at imgsz 640, no cache, workers 1 and 8, each against a long run of the same
+     configuration (Ultralytics' own loop, a plain stopwatch, 200 full batches after 40 dropped, on a workload big
+     enough that no image is read twice); and the batch-16 probe repeated 3x side by side;
+  6. a search of 200 s under that limit (a GPU probe takes 26-42 s: 90 s fit no trial), with batch 512 as an
      early `--try`, so the study holds an OOM trial recorded as infeasible (a completed trial with the OOM
      reason, not a halved batch); the search asks Ultralytics' AutoBatch for its batch at the same fraction
      and measures it as a seed trial.
@@ -54,12 +57,15 @@ class Sizes:
     search_batch: str
     budget: str
     iters: int
+    truth_workers: tuple[int, ...] = (1, 8)  # loader truth: probe vs long run at these workers
+    truth_skip: int = 40  # long run: iterations dropped, then truth_iters timed
+    truth_iters: int = 200
 
 
 GPU = Sizes(device="0", imgsz=640, batches=(16, 64), oom_batch=512, limit="0.3", search_batch="16-512",
             budget="200s", iters=20)  # fmt: skip
 CPU = Sizes(device="cpu", imgsz=96, batches=(4, 8), oom_batch=16, limit="0.92GiB", search_batch="4-16",
-            budget="60s", iters=4)  # fmt: skip
+            budget="60s", iters=4, truth_workers=(1, 2), truth_skip=10, truth_iters=20)  # fmt: skip
 
 
 def run_cli(name: str, args: list[str], timeout_s: float, env: dict[str, str]) -> Step:
@@ -183,6 +189,20 @@ def checks(probes: list[Step], oom: Step, search: Step | None, sizes: Sizes) -> 
     return out
 
 
+def truth_checks(truth: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    """Issue 14 on a GPU: every probe within 10% of its long run; the 3 repeats within 10% of each other."""
+    out = []
+    for r in truth.get("rows", []):
+        p, ref = r.get("probe images/s"), r.get("long run images/s")
+        ok = isinstance(p, float) and isinstance(ref, float) and abs(p / ref - 1) <= 0.10
+        out.append((f"workers {r['workers']}: probe within 10% of the long run", ok, f"{p} vs {ref}"))
+    reps = truth.get("repeats", [])
+    if len(reps) >= 2:
+        spread = (max(reps) - min(reps)) / (sum(reps) / len(reps))
+        out.append(("the probe repeated 3x agrees within 10%", spread <= 0.10, f"{reps}: spread {spread:.1%}"))
+    return out
+
+
 def render_md(report: dict[str, Any]) -> str:
     m = report["machine"]
     parts = [
@@ -195,6 +215,9 @@ def render_md(report: dict[str, Any]) -> str:
         table([{"check": c, "held": "yes" if ok else "NO", "evidence": ev} for c, ok, ev in report["checks"]]),
         "## Probes (imgsz {}, default workers)\n".format(report["sizes"]["imgsz"]),
         table(report["probes"]),
+        "## Loader truth: probe vs long run (issue 14)\n",
+        table(report.get("loader_truth", {}).get("rows", [])),
+        f"Probe repeated side by side: {report.get('loader_truth', {}).get('repeats')} images/s.\n",
         "## AutoBatch\n",
         f"{report['autobatch']}\n",
         "## Search\n",
@@ -209,6 +232,48 @@ def render_md(report: dict[str, Any]) -> str:
     else:
         parts.append("(not run: out of time)\n")
     return "\n".join(parts)
+
+
+def loader_truth(sizes: Sizes, env: dict[str, str], left: Any) -> dict[str, Any]:
+    """Probe vs long run at each of sizes.truth_workers (batch sizes.batches[0], no cache), and the probe 3x."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from loader_truth import Case, run_long
+
+    batch = sizes.batches[0]
+    images = int((sizes.truth_skip + sizes.truth_iters + 4 * max(sizes.truth_workers) + 1) * batch / 0.8) + 2
+    big = run_cli(f"workload of {images} images", ["demo-data", "--images", str(images)], 600, env)
+    data = big.result if isinstance(big.result, str) else None
+    rows: list[dict[str, Any]] = []
+    repeats: list[float] = []
+    if data is None:
+        return {"rows": rows, "repeats": repeats, "error": f"demo-data failed: {big.stderr_tail[-300:]}"}
+    common = ["--data", data, "--device", sizes.device, "--imgsz", str(sizes.imgsz), "--batch", str(batch),
+              "--cache", "none", "--json"]  # fmt: skip
+    for w in sizes.truth_workers:
+        if left() < 150:
+            break
+        p = run_cli(f"probe workers {w}", ["probe", "--workers", str(w), *common], max(30, min(150, left())), env)
+        t0 = time.monotonic()
+        case = Case("default", sizes.imgsz, batch, w)
+        long = run_long(case, data, sizes.truth_skip, sizes.truth_iters, max(60, min(300, left())), sizes.device, env)
+        stats = (p.result or {}).get("stats") or {}
+        ips, ref = stats.get("images_per_s"), long.get("images_per_s")
+        rows.append({"workers": w, "probe images/s": round(ips, 1) if ips else None,
+                     "probe stall": round(stats.get("stall_fraction", 0), 3) if ips else None,
+                     "probe window s": round(stats.get("window_s", 0), 2) if ips else None,
+                     "long run images/s": round(ref, 1) if ref else long.get("error"),
+                     "long run stall": round(long["stall"], 3) if ref else None,
+                     "probe vs long": f"{ips / ref - 1:+.1%}" if ips and ref else None,
+                     "long run s": round(time.monotonic() - t0)})  # fmt: skip
+    for k in range(3):
+        if left() < 60:
+            break
+        p = run_cli(f"probe repeat {k + 1}", ["probe", "--workers", str(max(sizes.truth_workers)), *common],
+                    max(30, min(120, left())), env)  # fmt: skip
+        ips = ((p.result or {}).get("stats") or {}).get("images_per_s")
+        if ips:
+            repeats.append(round(ips, 1))
+    return {"rows": rows, "repeats": repeats}
 
 
 def cpu_limit(probes: list[Any]) -> str | None:
@@ -256,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         env,
     )
 
+    truth = loader_truth(sizes, env, left)
     search_step = None
     budget_s = float(sizes.budget.rstrip("s"))
     if left() > budget_s + 30:
@@ -304,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             if isinstance(ab, int)
             else ab
         ),
-        "checks": checks(probes, oom, search_step, sizes),
+        "checks": checks(probes, oom, search_step, sizes) + truth_checks(truth),
+        "loader_truth": truth,
         "raw": {"probes": [asdict(s) for s in [*probes, oom]]},
     }
     if search_step is not None:

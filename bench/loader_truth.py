@@ -103,7 +103,8 @@ def long_run(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             model.train(data=spec["data"], epochs=1, batch=spec["batch"], imgsz=spec["imgsz"], workers=spec["workers"],
-                        cache=False if spec["cache"] == "none" else spec["cache"], device="cpu", optimizer="SGD",
+                        cache=False if spec["cache"] == "none" else spec["cache"], device=spec.get("device", "cpu"),
+                        optimizer="SGD",
                         warmup_epochs=0, close_mosaic=0, val=False, plots=False, save=False, project=tmp, name="long",
                         exist_ok=True, verbose=False, seed=0)  # fmt: skip
             return {"error": f"the epoch ended after {len(ends)} batches, {need} needed"}
@@ -116,12 +117,21 @@ def long_run(spec: dict[str, Any]) -> dict[str, Any]:
             "batches": e - s, "workers": workers_seen[0] if workers_seen else None}  # fmt: skip
 
 
-def run_long(case: Case, data: str, skip: int, iters: int, timeout_s: float) -> dict[str, Any]:
+def run_long(
+    case: Case,
+    data: str,
+    skip: int,
+    iters: int,
+    timeout_s: float,
+    device: str = "cpu",
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A long run of `case` in its own process (bench/gpu_check.py runs it on a GPU too)."""
     spec = {"data": data, "model": "yolo11n.yaml", "imgsz": case.imgsz, "batch": case.batch, "workers": case.workers,
-            "cache": case.cache, "skip": skip, "iters": iters}  # fmt: skip
+            "cache": case.cache, "skip": skip, "iters": iters, "device": device}  # fmt: skip
     cmd = [sys.executable, __file__, "--long-run", json.dumps(spec)]
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env_for(case), timeout=timeout_s)
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env or env_for(case), timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s:.0f} s"}
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -137,3 +138,27 @@ def test_a_resized_source_probe_resizes_only_its_staged_copy(tiny_demo, tmp_path
     assert c.subset_bytes / c.subset_images < sum(os.path.getsize(p) for p in originals) / len(originals)
     assert tree_digest(root) == before  # the dataset itself is never touched
     assert ProbeResult.from_dict(r.to_dict()).source_cost == c
+
+
+def test_the_loader_bound_variant_reads_loader_bound_and_a_slow_start_does_not_hide_it(tmp_path):
+    """A tiny version of `demo-data --variant loader-bound` (3840x2160 frames: ~60 ms to decode each) trained at
+    imgsz 32 waits for its one worker most of the time. With a slow first iteration (a GPU's start-up, simulated:
+    the worker fills its prefetch queue meanwhile) the probe still reads the loader's pace, not the model's."""
+    from autotune.data.demo import DemoSpec, write_demo_dataset
+    from autotune.data.demo_draw import VARIANTS
+    from autotune.measure.profile import classify
+
+    w, h = VARIANTS["loader-bound"]
+    data = write_demo_dataset(DemoSpec(images=60, width=w, height=h), out=tmp_path / "lb").data_yaml
+    config = TrainConfig(batch=2, workers=1, imgsz=32, device="cpu")
+    options = ProbeOptions(iters=6, warmup_min=1, warmup_max=10, scratch=str(tmp_path / "scratch"))
+    rates = {}
+    for delay in (0.0, 4.0):
+        r = probe(config, Workload(data=str(data)), replace(options, first_iter_delay_s=delay))
+        assert r.ok and r.stats is not None, r.reason
+        assert r.stats.stall_fraction > 0.3, r.stats  # well above the 5% that names the loader
+        assert classify(r.stats.stall_fraction, r.stats.images_per_s, None, None).verdict == "data-bound"
+        assert r.stats.produced is not None and r.stats.produced >= options.iters
+        rates[delay] = r.stats.images_per_s
+    # with the queue the slow start let fill, the rate stays the loader's (same ballpark, not the model's speed)
+    assert rates[4.0] < 1.5 * rates[0.0], rates
