@@ -95,7 +95,7 @@ def test_a_signal_to_the_search_leaves_no_probe_and_no_running_trial(tiny_demo, 
 def test_a_probe_killed_mid_trial_is_a_crashed_trial_and_the_search_goes_on(tiny_demo, tmp_path, env):
     cache, environ = env
     db = f"sqlite:///{tmp_path / 'studies.db'}"
-    proc = subprocess.Popen(_search(tiny_demo, db, budget="60s"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(_search(tiny_demo, db, budget="150s"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=environ, cwd=tmp_path, text=True)  # fmt: skip
     try:
         _wait(lambda: _running_trials(db) and _probes(cache), 180, "a trial's probe to start")

@@ -81,3 +81,14 @@ def test_a_window_that_never_fills_keeps_asking_for_batches(tmp_path):
     for _ in range(10):
         _iteration(hooks, trainer, clock)  # no WindowFull yet: the window needs 50
     assert not hooks.recorder.done and beats[-1]["eta_s"] > 0
+
+
+def test_validation_is_timed_on_a_warm_pass_even_with_a_one_batch_loader():
+    """passes.passes_over reads a loader pass after pass: a one-batch validation loader gives its batch twice, so
+    the timed batch is the second (warm), never the first with its worker start-up."""
+    from autotune.measure.passes import passes_over
+
+    batches = passes_over(["only"])
+    assert [next(batches) for _ in range(3)] == ["only", "only", "only"]
+    with pytest.raises(RuntimeError, match="no batches"):
+        next(passes_over([]))

@@ -95,6 +95,18 @@ def test_a_budget_too_small_for_trials_still_keeps_the_baseline_and_says_so():
     assert note in out.notes
 
 
+def test_a_small_budget_still_searches_before_the_side_by_side_phase():
+    """The side-by-side reserve (4 baseline probes) is capped at a share of the budget against trials: with 60 s
+    and 10 s probes, the full reserve would leave no trial at all; capped, a configuration besides the baseline
+    is tried, the factor probes yield their time, and the phase still measures each side twice."""
+    clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
+    probe = FakeProbe(clock, seconds=10)
+    out = make_search(storage, clock, probe, budget_s=60).run()
+    assert any(t.config != BASELINE.to_dict() for t in out.trials)
+    assert out.side_by_side is not None and out.side_by_side.rounds == 2
+    assert clock.t <= 60
+
+
 def test_no_note_when_the_budget_fits_a_search():
     clock, storage = FakeClock(), optuna.storages.InMemoryStorage()
     out = make_search(storage, clock, FakeProbe(clock, seconds=30), budget_s=1200).run()

@@ -225,7 +225,10 @@ def _notes(base_results: list[ProbeResult], base: Side, base_cfg: TrainConfig, w
     if any(r.status == "over_limit" for r in base_results):
         notes.append("the baseline itself is over the memory limit: it is the reference all the same")
     if len(base.images_per_s) < 2:
-        notes.append("the baseline was measured once: intervals show the lever's spread only")
+        notes.append(
+            "the baseline was measured once: it has no spread of its own, so each interval is at least the 10% noise "
+            "floor"
+        )
     if base_cfg.imgsz != win_cfg.imgsz:
         notes.append(
             f"the winner trains at imgsz {win_cfg.imgsz}, the baseline at {base_cfg.imgsz}: a smaller image is not a "

@@ -161,13 +161,16 @@ class Search:
         """A trial is predicted to take as long as the slowest one so far (probes vary with batch and imgsz)."""
         return max(self.durations) if self.durations else 0.0
 
-    def end_reserve(self) -> float:
+    def end_reserve(self, capped: bool = True) -> float:
         """Kept for the side-by-side phase: the baseline and the winner, each measured `ROUNDS` times (a runner-up
-        joins them only where the time left allows)."""
+        joins them only where the time left allows). Against trials at most `sidebyside.BUDGET_SHARE` of the
+        budget (`capped`), so a small budget still searches and the phase measures what fits and says so; the
+        factor probes (which `autotune report --measure` can run later) yield it in full."""
         if self.s.end_reserve_s is not None:
             return self.s.end_reserve_s
         b = self.store.reference()
-        return 2 * sidebyside.ROUNDS * b.duration_s if b else 0.0
+        full = 2 * sidebyside.ROUNDS * b.duration_s if b else 0.0
+        return min(full, sidebyside.BUDGET_SHARE * self.s.budget_s) if capped else full
 
     def lever_reserve(self) -> float:
         """Kept for the factor probes at the end: one probe per lever (4) and the optimizer's, at most
@@ -359,7 +362,7 @@ class Search:
             return skip[1] if skip else None
 
         def can_start() -> bool:
-            return self.remaining() - self.end_reserve() >= self.predicted_trial_s()
+            return self.remaining() - self.end_reserve(capped=False) >= self.predicted_trial_s()
 
         n = levers.run_lever_probes(
             todo,

@@ -23,6 +23,7 @@ from autotune.records.search import SideProbe, TrialRecord
 
 BASELINE, WINNER, RUNNER_UP = "baseline", "winner", "runner-up"
 ROUNDS = 2  # each candidate is measured at least twice: one fresh run has no spread to show
+BUDGET_SHARE = 0.4  # the most of a search's budget kept back for this phase (trials come first)
 
 
 @dataclass(frozen=True)
