@@ -16,6 +16,7 @@ from autotune.cli import app
 HERE = Path(__file__).parent / "data" / "legacy_study"
 # where the fixture's study says its dataset lives (tests/data/legacy_study/README.md made it there)
 LEGACY_DATA = Path("/tmp/autotune-legacy-fixture/data")
+FAULTS = Path(__file__).parent / "faults"
 
 
 @pytest.fixture
@@ -68,7 +69,14 @@ def test_report_of_a_study_written_before_the_restructuring_is_unchanged(legacy_
 @pytest.mark.integration
 def test_train_best_trains_the_winner_of_a_study_written_before_the_restructuring(legacy_db, tmp_path):
     make_dataset(LEGACY_DATA, n_train=48, n_val=8, size=(160, 120))  # the same bytes the study measured
-    env = {**os.environ, "AUTOTUNE_CACHE": str(tmp_path / "cache")}
+    # the fixture was recorded on one machine and its stored phases belong to that machine's identity: this process
+    # fingerprints as that machine (tests/faults), as if it had been recorded here
+    from autotune.search import store
+
+    recorded = store.load(store.open_storage(legacy_db, create=False), "legacy").meta().machine.to_dict()
+    env = {**os.environ, "AUTOTUNE_CACHE": str(tmp_path / "cache"), "AUTOTUNE_FAULT": "machine",
+           "AUTOTUNE_FAULT_MACHINE": json.dumps(recorded),
+           "PYTHONPATH": f"{FAULTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}  # fmt: skip
     cmd = [sys.executable, "-m", "autotune", "train", "--study", "legacy", "--storage", legacy_db, "--epochs", "1",
            "--no-measure", f"project={tmp_path / 'runs'}", "name=legacy"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)

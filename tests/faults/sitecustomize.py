@@ -2,7 +2,9 @@
 PYTHONPATH (the CLI and the probe subprocesses it starts), and active only with AUTOTUNE_FAULT set.
 
 - disk_full: every np.save of a .npy after the first two raises "No space left on device", as a full disk would;
-- ram_short: psutil reports 64 KiB of RAM available, as a busy machine would (Ultralytics then drops cache=ram).
+- ram_short: psutil reports 64 KiB of RAM available, as a busy machine would (Ultralytics then drops cache=ram);
+- machine: this process fingerprints as the machine in AUTOTUNE_FAULT_MACHINE (Machine.to_dict() as JSON), so a
+  study recorded on other hardware (tests/data/legacy_study) reads as measured here.
 """
 
 import errno
@@ -33,3 +35,12 @@ if FAULT == "ram_short":
         return _virtual_memory()._replace(available=64 * 2**10)
 
     psutil.virtual_memory = _short_memory
+
+if FAULT == "machine":
+    import json
+
+    import autotune.measure.machine as _machine
+    from autotune.records.machine import Machine
+
+    _recorded = Machine.from_dict(json.loads(os.environ["AUTOTUNE_FAULT_MACHINE"]))
+    _machine.fingerprint = lambda: _recorded
