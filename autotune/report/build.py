@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autotune.errors import UserError
-from autotune.measure.stats import mean, noise_floor, product_interval, quotient_interval, ratio_interval
+from autotune.measure.stats import NOISE_FLOOR, mean, noise_floor, product_interval, quotient_interval, ratio_interval
 from autotune.records.config import TrainConfig, batches_per_epoch
 from autotune.records.probe import ProbeResult
 from autotune.records.run import TrainRun
@@ -226,8 +226,8 @@ def _notes(base_results: list[ProbeResult], base: Side, base_cfg: TrainConfig, w
         notes.append("the baseline itself is over the memory limit: it is the reference all the same")
     if len(base.images_per_s) < 2:
         notes.append(
-            "the baseline was measured once: it has no spread of its own, so each interval is at least the 10% noise "
-            "floor"
+            "the baseline was measured once: it has no spread of its own, so each interval is at least the "
+            f"{NOISE_FLOOR:.0%} noise floor"
         )
     if base_cfg.imgsz != win_cfg.imgsz:
         notes.append(
