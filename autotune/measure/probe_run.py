@@ -189,6 +189,7 @@ def train_window(
             model.train(**args)
             status, reason = CRASHED, "training ended before the measured window was full"
         except WindowFull:
+            sampler.sample()  # the window's end: every loader worker alive, the step's memory still held
             if options.compute_only_iters and hooks.last_batch is not None:
                 hooks.heartbeat({"phase": "compute-only"})
                 try:
