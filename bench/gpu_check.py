@@ -1,4 +1,4 @@
-"""The GPU check: autotune's GPU-only paths exercised end to end on a lent GPU machine, within --deadline (430 s):
+"""The GPU check: autotune's GPU-only paths exercised end to end on a lent GPU machine, within --deadline (520 s):
 steps past it are skipped (the search first; steps 1-4 took ~100 s on an H100).
 
 Steps, each a real `python -m autotune ...` run (the user's path) or a call into the package:
@@ -9,7 +9,9 @@ Steps, each a real `python -m autotune ...` run (the user's path) or a call into
   5. loader truth (issue 14): probes at imgsz 640, no cache, workers 1 and 8, each against a long run of the same
      configuration (Ultralytics' own loop, a plain stopwatch, 200 full batches after 40 dropped, on a workload big
      enough that no image is read twice); and the batch-16 probe repeated 3x side by side;
-  6. a search of 200 s under that limit (a GPU probe takes 26-42 s: 90 s fit no trial), with batch 512 as an
+  6. levers (issue 16): AMP on vs off and torch.compile off vs default at imgsz 640, batch 16, side by side
+     (A B B A), with compile's one-time seconds;
+  7. a search of 200 s under that limit (a GPU probe takes 26-42 s: 90 s fit no trial), with batch 512 as an
      early `--try`, so the study holds an OOM trial recorded as infeasible (a completed trial with the OOM
      reason, not a halved batch); the search asks Ultralytics' AutoBatch for its batch at the same fraction
      and measures it as a seed trial.
@@ -60,12 +62,13 @@ class Sizes:
     truth_workers: tuple[int, ...] = (1, 8)  # loader truth: probe vs long run at these workers
     truth_skip: int = 40  # long run: iterations dropped, then truth_iters timed
     truth_iters: int = 200
+    lever_rounds: int = 2  # AMP and compile: each side this many times, alternating (A B B A)
 
 
 GPU = Sizes(device="0", imgsz=640, batches=(16, 64), oom_batch=512, limit="0.3", search_batch="16-512",
             budget="200s", iters=20)  # fmt: skip
 CPU = Sizes(device="cpu", imgsz=96, batches=(4, 8), oom_batch=16, limit="0.92GiB", search_batch="4-16",
-            budget="60s", iters=4, truth_workers=(1, 2), truth_skip=10, truth_iters=20)  # fmt: skip
+            budget="60s", iters=4, truth_workers=(1, 2), truth_skip=10, truth_iters=20, lever_rounds=1)  # fmt: skip
 
 
 def run_cli(name: str, args: list[str], timeout_s: float, env: dict[str, str]) -> Step:
@@ -218,6 +221,9 @@ def render_md(report: dict[str, Any]) -> str:
         "## Loader truth: probe vs long run (issue 14)\n",
         table(report.get("loader_truth", {}).get("rows", [])),
         f"Probe repeated side by side: {report.get('loader_truth', {}).get('repeats')} images/s.\n",
+        "## Levers side by side: AMP and torch.compile (issue 16)\n",
+        *(f"- {lever}: {json.dumps(v)}" for lever, v in report.get("levers", {}).items()),
+        "",
         "## AutoBatch\n",
         f"{report['autobatch']}\n",
         "## Search\n",
@@ -276,6 +282,37 @@ def loader_truth(sizes: Sizes, env: dict[str, str], left: Any) -> dict[str, Any]
     return {"rows": rows, "repeats": repeats}
 
 
+def levers(sizes: Sizes, env: dict[str, str], left: Any) -> dict[str, Any]:
+    """Issue 16: AMP on vs off and compile off vs default at batch sizes.batches[0], side by side (A B B A ...);
+    images/s of each run, the ratio of the means, and compile's one-time seconds."""
+    common = ["--device", sizes.device, "--imgsz", str(sizes.imgsz), "--batch", str(sizes.batches[0]),
+              "--iters", str(sizes.iters), "--json"]  # fmt: skip
+    pairs = {"amp": (("on", ["--amp"]), ("off", ["--no-amp"])),
+             "compile": (("off", ["--compile", "off"]), ("default", ["--compile", "default"]))}  # fmt: skip
+    out: dict[str, Any] = {}
+    for lever, sides in pairs.items():
+        runs: dict[str, list[float]] = {name: [] for name, _ in sides}
+        compile_s: list[float] = []
+        order = [k % 2 if (k // 2) % 2 == 0 else 1 - k % 2 for k in range(2 * sizes.lever_rounds)]  # A B B A
+        for k in order:
+            if left() < 150:
+                break
+            name, flags = sides[k]
+            p = run_cli(f"{lever} {name}", ["probe", *flags, *common], max(60, min(300, left())), env)
+            r = p.result if isinstance(p.result, dict) else {}
+            ips = (r.get("stats") or {}).get("images_per_s")
+            if ips:
+                runs[name].append(round(ips, 1))
+            if r.get("compile_cost"):
+                compile_s.append(round(r["compile_cost"]["compile_s"] + r["compile_cost"]["recompile_s"], 1))
+            elif r and r.get("status") != "ok":
+                runs.setdefault("failed", []).append(f"{name}: {r.get('status')}: {str(r.get('reason'))[:120]}")  # type: ignore[arg-type]
+        (a, _), (b, _) = sides
+        ratio = (sum(runs[b]) / len(runs[b])) / (sum(runs[a]) / len(runs[a])) if runs[a] and runs[b] else None
+        out[lever] = {"images_per_s": runs, f"{b} / {a}": round(ratio, 3) if ratio else None, "compile_s": compile_s}
+    return out
+
+
 def cpu_limit(probes: list[Any]) -> str | None:
     """For the CPU rehearsal: 5% over the largest peak (training or validation) of the batch probes, so the batch
     probes fit and the larger OOM batch (2x the largest, ~10% more RAM at these sizes) does not."""
@@ -290,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or ROOT / "bench/results/gpu_check"))
     ap.add_argument("--rehearse-on-cpu", action="store_true", help="tiny sizes on the CPU, to test this script")
-    ap.add_argument("--deadline", type=float, default=430.0, help="seconds; later steps are skipped past it")
+    ap.add_argument("--deadline", type=float, default=520.0, help="seconds; later steps are skipped past it")
     args = ap.parse_args(argv)
     t_start = time.monotonic()
     sizes = CPU if args.rehearse_on_cpu else GPU
@@ -322,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     truth = loader_truth(sizes, env, left)
+    lever_runs = levers(sizes, env, left)
+    print(f"[gpu_check] levers: {json.dumps(lever_runs)}", flush=True)
     search_step = None
     budget_s = float(sizes.budget.rstrip("s"))
     if left() > budget_s + 30:
@@ -372,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "checks": checks(probes, oom, search_step, sizes) + truth_checks(truth),
         "loader_truth": truth,
+        "levers": lever_runs,
         "raw": {"probes": [asdict(s) for s in [*probes, oom]]},
     }
     if search_step is not None:

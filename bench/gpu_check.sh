@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check for a lent H100/H200 machine (see bench/gpu_check.py for the steps); at most ~430 s of steps (--deadline).
+# The GPU check for a lent H100/H200 machine (see bench/gpu_check.py for the steps); at most ~520 s of steps (--deadline).
 # That machine has Python 3.12 and its own torch but no ultralytics or optuna and no network: the wheels
 # travel in .whl/ (README "GPU check" says how to fetch them) and install into /tmp/site.
 # Results: gpu_check.md and gpu_check.json under $OUT when set, else bench/results/gpu_check/.

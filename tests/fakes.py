@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,8 +31,15 @@ class FakeClock:
 class FakeProbe:
     """Throughput grows with batch and workers and falls with imgsz^2; memory grows with batch x imgsz^2."""
 
-    def __init__(self, clock: FakeClock, seconds: float = 30.0, oom_above: float = 1e18) -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        seconds: float = 30.0,
+        oom_above: float = 1e18,
+        val_batch_s: Callable[[TrainConfig], float] | None = None,
+    ) -> None:
         self.clock, self.seconds, self.oom_above = clock, seconds, oom_above
+        self.val_batch_s = val_batch_s  # seconds of one validation batch (2x batch); None: not measured
         self.calls: list[TrainConfig] = []
 
     def memory(self, c: TrainConfig) -> int:
@@ -63,6 +71,8 @@ class FakeProbe:
                 host_limit_bytes=None,
                 loader_processes=c.workers,
                 child_processes=c.workers,
+                val_batch=2 * c.batch if self.val_batch_s else None,
+                val_batch_s=self.val_batch_s(c) if self.val_batch_s else None,
             ),
             cache=None,
             files=None,

@@ -784,6 +784,7 @@ NUMBER_CASES = [
     case("probe-min-window-nan", [*PROBE, "--min-window", "nan"], "min window s must be"),
     case("profile-min-window-huge", [*PROFILE, "--min-window", "1e9"], "min window s must be"),
     case("search-iters-0", [*SEARCH, "--iters", "0"], "iters must be"),
+    case("search-rank-on-unknown", [*SEARCH, "--rank-on", "val"], "--rank-on must be one of epoch, train"),
     case("probe-epochs-0", [*PROBE, "--epochs", "0"], "epochs must be"),
     case("probe-epochs-1e9", [*PROBE, "--epochs", "1000000000"], "epochs"),
     case("search-epochs-0", [*SEARCH, "--epochs", "0"], "epochs must be"),

@@ -28,7 +28,15 @@ def legacy_db(tmp_path) -> str:
 
 # Issue 14 changed these on purpose: a side measured once now gets the noise floor as its interval (it had none),
 # and the report says where its headline comes from; checked apart (wider, never narrower, than before)
-NEW_KEYS = {"noise_floor", "measured_product_interval", "interaction_interval", "end_to_end_source", "interval"}
+NEW_KEYS = {
+    "noise_floor",
+    "measured_product_interval",
+    "interaction_interval",
+    "end_to_end_source",
+    "interval",
+    "compile",
+    "compile_s",
+}  # issue 16: the compile lever's section and one-time cost (empty, 0 here)
 WIDENED = {"low", "high", "end_to_end_low", "end_to_end_high"}
 
 
@@ -86,3 +94,11 @@ def test_train_best_trains_the_winner_of_a_study_written_before_the_restructurin
     assert "measuring the" not in proc.stderr  # no phase probe: every phase it needs was stored by the old code
     epoch = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch 1/1")]
     assert epoch and "predicted" in epoch[0] and epoch[0].endswith("[no mosaic]")
+
+
+def test_a_study_written_before_validation_was_ranked_reads_as_ranked_on_training_alone(legacy_db):
+    from autotune.records.search import RANK_TRAIN
+    from autotune.search import store
+
+    meta = store.load(store.open_existing(legacy_db), "legacy").meta()
+    assert meta.rank_on == RANK_TRAIN and meta.n_val == 0

@@ -162,3 +162,18 @@ def test_the_loader_bound_variant_reads_loader_bound_and_a_slow_start_does_not_h
         rates[delay] = r.stats.images_per_s
     # with the queue the slow start let fill, the rate stays the loader's (same ballpark, not the model's speed)
     assert rates[4.0] < 1.5 * rates[0.0], rates
+
+
+def test_a_compiled_probe_measures_after_compiling_and_reports_the_compile_apart(tiny_demo, tmp_path, no_leftovers):
+    """torch.compile on the CPU (inductor, the machine's C++ compiler): the compile happens in the first
+    iterations, before the window; its seconds and the short last batch's recompile are reported apart."""
+    config = TrainConfig(imgsz=64, batch=7, workers=0, device="cpu", compile="default")
+    r = probe(config, Workload(data=str(tiny_demo)), ProbeOptions(**FAST, scratch=str(tmp_path)))
+    assert r.status == "ok", r.reason
+    cc = r.compile_cost
+    assert cc is not None and cc.mode == "default"
+    assert cc.compile_s > 1.0  # dynamo + inductor compiled the forward and backward graphs
+    assert r.stats is not None and cc.first_iter_s > 5 * r.stats.sec_per_iter_median  # compiled before the window
+    assert cc.short_batch == r.workload["n_train"] % 7
+    assert (cc.recompile_s > 0) == (cc.short_batch > 0)
+    assert ProbeResult.from_dict(json.loads(json.dumps(r.to_dict()))).compile_cost == cc

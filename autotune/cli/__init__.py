@@ -129,6 +129,11 @@ PROBE_OPTIONS: list[tuple[str, Any, Any]] = [
     ("device", DeviceOpt, None),
     ("epochs", EpochsOpt, 100),
     ("optimizer", Annotated[str, typer.Option(help="optimizer; 'auto' pins Ultralytics' choice for the run")], "auto"),
+    ("compile", Annotated[str, typer.Option(help="torch.compile: off, default, reduce-overhead or "
+                                                 "max-autotune-no-cudagraphs (its compile time is reported apart)")],
+     "off"),
+    ("amp", Annotated[bool, typer.Option("--amp/--no-amp", help="mixed precision on a GPU (Ultralytics' default); "
+                                                                "a CPU trains in FP32 either way")], True),
     ("iters", Annotated[int, typer.Option(help="measured iterations after warm-up")], 20),
     ("min_window_s", Annotated[float, typer.Option("--min-window", help="measure at least this many seconds after "
                                                                         "warm-up (within a cap of iterations)")], 2.0),
@@ -276,6 +281,21 @@ def search(
     iters: Annotated[
         int | None, typer.Option(help="measured iterations per probe; default 10 on CPU, 20 on GPU")
     ] = None,
+    compile_modes: Annotated[
+        str | None,
+        typer.Option(
+            "--compile",
+            help="torch.compile modes to search, e.g. default,off (a one-time compile per run, spread over --epochs)",
+        ),
+    ] = None,
+    rank_on: Annotated[
+        str,
+        typer.Option(
+            "--rank-on",
+            help="rank on the projected 'epoch' (training + one validation pass, as Ultralytics validates every "
+            "epoch) or on 'train' alone",
+        ),
+    ] = "epoch",
     as_json: JsonOpt = False,
 ) -> None:
     """Find the fastest batch, workers, imgsz and cache under the memory limit, within the budget."""
@@ -291,7 +311,8 @@ def search(
     req = SearchRequest(data=data, model=model, budget=budget, device=device, batch=batch, workers=workers,
                         imgsz=imgsz, cache=cache, source=source, epochs=epochs, vram_limit=vram_limit,
                         baseline=baseline, target_epoch=target_epoch, tries=tuple(tries or ()), storage=storage,
-                        study=study, seed=seed, fresh=fresh, iters=iters)  # fmt: skip
+                        study=study, seed=seed, fresh=fresh, iters=iters, rank_on=rank_on,
+                        compile=compile_modes)  # fmt: skip
     with err.status("planning the search...") as status:
         prepared = command.prepare(req, data_yaml, status.update)
     for note in prepared.notes:

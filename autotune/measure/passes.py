@@ -66,7 +66,7 @@ def compute_only(trainer: Any, batch: dict[str, Any], iters: int, cuda: bool) ->
     scaling): the model side's ceiling, with no data loading at all. The optimizer step is not repeated here;
     its cost, timed in the window, is added per iteration by the caller."""
     import torch
-    from ultralytics.utils.torch_utils import autocast
+    from ultralytics.utils.torch_utils import autocast, unwrap_model
 
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     model = trainer.model
@@ -76,7 +76,10 @@ def compute_only(trainer: Any, batch: dict[str, Any], iters: int, cuda: bool) ->
         sync()
         t0 = time.perf_counter()
         with autocast(trainer.amp, device=trainer.device.type):
-            loss, _ = model(batch)
+            if getattr(trainer.args, "compile", False):  # as Ultralytics' loop runs a compiled model: images in, loss outside
+                loss, _ = unwrap_model(model).loss(batch, model(batch["img"]))
+            else:
+                loss, _ = model(batch)
         trainer.scaler.scale(loss.sum()).backward()
         sync()
         if i:

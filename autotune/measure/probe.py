@@ -47,7 +47,10 @@ def predicted_setup_s(config: TrainConfig, options: ProbeOptions, n_images: int)
 
     staged = min((options.warmup_max + window_cap(options, config.batch, config.workers) + 1) * config.batch, n_images)
     per_image = 0.05 if config.cache == "none" else 0.15  # decode (+ write .npy) seconds per image, slow disk
-    return 180.0 + staged * per_image
+    # torch.compile compiles at the first iteration, before any heartbeat: minutes on a small CPU, more in the
+    # max-autotune modes (they benchmark kernel choices)
+    compiling = {"off": 0.0, "default": 600.0, "reduce-overhead": 600.0}.get(config.compile, 1800.0)
+    return 180.0 + staged * per_image + compiling
 
 
 def scratch_root(options: ProbeOptions) -> Path:

@@ -11,11 +11,11 @@ import os
 import shutil
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from autotune.measure import pagecache
+from autotune.measure import pagecache, torchcompile
 from autotune.measure.hooks import Heartbeat, ProbeHooks, Probes, WindowFull
 from autotune.measure.machine import PeakMemorySampler, UtilisationSampler, available_ram_bytes
 from autotune.measure.optimizer import optimizer_args
@@ -43,7 +43,16 @@ from autotune.measure.ultralytics_glue import (
     patch_downloads,
 )
 from autotune.records.config import ProbeOptions, TrainConfig, Workload
-from autotune.records.probe import CacheCost, FileState, IterStats, MemoryUse, ProbeResult, failed, now_iso
+from autotune.records.probe import (
+    CacheCost,
+    CompileCost,
+    FileState,
+    IterStats,
+    MemoryUse,
+    ProbeResult,
+    failed,
+    now_iso,
+)
 from autotune.records.status import CRASHED, INFEASIBLE, OK, OVER_LIMIT
 from autotune.status import classify_exception
 from autotune.units import parse_memory_limit
@@ -90,6 +99,7 @@ def train_args(
         "cache": False if config.cache == "none" else config.cache,
         "device": config.device,
         "amp": config.amp,
+        "compile": config.ultralytics_compile(),
         "nbs": config.nbs,
         "warmup_epochs": 0,  # the warm-up epochs' accumulation ramp is a phase of its own, predicted apart
         # mosaic on, as in most epochs of the real run; or closed from the first epoch (epoch >= epochs - close_mosaic)
@@ -169,10 +179,30 @@ class Window:
     host_kind: str
     children: int
     gpu_peak: tuple[int | None, int | None]
+    compile_cost: CompileCost | None = None
+
+
+def compile_cost(config: TrainConfig, hooks: ProbeHooks, n_train: int, cuda: bool) -> tuple[str, str, CompileCost]:
+    """(status, reason, cost) of torch.compile once the window is full: the model must really be compiled; the
+    compile seconds so far are the first iterations'; the epoch's short last batch is compiled and timed now."""
+    rec = hooks.recorder
+    first_iter_s = rec.data_wait_s[0] + rec.compute_s[0] if rec.compute_s else 0.0
+    first = torchcompile.compile_seconds()
+    cost = CompileCost(mode=config.compile, compile_s=first if first is not None else first_iter_s,
+                       first_iter_s=first_iter_s)  # fmt: skip
+    if not torchcompile.is_compiled(hooks.trainer.model):
+        why = "Ultralytics trained uncompiled (torch.compile refused or failed: its warning is in the probe's log)"
+        return INFEASIBLE, f"compile={config.compile}: {why}", cost
+    n = torchcompile.short_batch(n_train, config.batch)
+    if n and hooks.last_batch is not None:
+        hooks.heartbeat({"phase": "recompile", "eta_s": max(cost.compile_s, 1.0)})  # a compile's time, again
+        seconds = torchcompile.time_short_batch(hooks.trainer, hooks.last_batch, n, cuda)
+        cost = replace(cost, recompile_s=seconds, short_batch=n)
+    return OK, "", cost
 
 
 def train_window(
-    config: TrainConfig, workload: Workload, options: ProbeOptions, hooks: ProbeHooks, args: dict
+    config: TrainConfig, workload: Workload, options: ProbeOptions, hooks: ProbeHooks, args: dict, n_train: int
 ) -> Window:
     """Train until the hooks stop it, then run the passes timed by hand; loaders are closed whatever happens."""
     import torch
@@ -183,14 +213,20 @@ def train_window(
     model = YOLO(workload.model)
     for event, fn in hooks.callbacks().items():
         model.add_callback(event, fn)
-    status, reason, val = OK, "", {}
+    status, reason, val, compiled = OK, "", {}, None
     with PeakMemorySampler() as sampler:
         try:
             model.train(**args)
             status, reason = CRASHED, "training ended before the measured window was full"
         except WindowFull:
             sampler.sample()  # the window's end: every loader worker alive, the step's memory still held
-            if options.compute_only_iters and hooks.last_batch is not None:
+            if config.compile != "off":
+                try:
+                    status, reason, compiled = compile_cost(config, hooks, n_train, cuda)
+                except Exception as e:  # the short batch's recompile failed: a compiled run would fail there too
+                    status, reason = classify_exception(e)
+                    reason = f"compile={config.compile}, recompiling for the epoch's short last batch: {reason}"
+            if status == OK and options.compute_only_iters and hooks.last_batch is not None:
                 hooks.heartbeat({"phase": "compute-only"})
                 try:
                     hooks.extras["compute_only"] = compute_only(
@@ -216,7 +252,7 @@ def train_window(
             val["val_peak_host_bytes"] = sampler.peak_bytes
         if hooks.trainer is not None:
             close_loaders(hooks.trainer)
-    return Window(status, reason, hooks, val, host_peak, sampler.kind, sampler.max_children, gpu_peak)
+    return Window(status, reason, hooks, val, host_peak, sampler.kind, sampler.max_children, gpu_peak, compiled)
 
 
 def measure(
@@ -235,6 +271,9 @@ def measure(
     cuda = config.device != "cpu"
     if cuda and not torch.cuda.is_available():
         return failed(INFEASIBLE, f"device {config.device} requested but CUDA is not available", config, workload)
+    why = torchcompile.unavailable(config.device) if config.compile != "off" else None
+    if why:
+        return failed(INFEASIBLE, f"compile={config.compile}: {why}", config, workload, warnings=s.warnings)
     room = scratch_room(s, config, scratch)
     if room:
         return failed(INFEASIBLE, room, config, workload, warnings=s.warnings)
@@ -259,7 +298,7 @@ def measure(
         warmup_max=options.warmup_max,
         recorder=recorder,
         heartbeat=heartbeat,
-        keep_last_batch=bool(options.compute_only_iters),
+        keep_last_batch=bool(options.compute_only_iters) or config.compile != "off",
         first_iter_delay_s=options.first_iter_delay_s,
         machine=machine_probes(config, options, s, pc, scratch, found),
     )
@@ -267,7 +306,7 @@ def measure(
     undo = cache_timer.install()
     try:
         args = train_args(config, workload, options, s.staged.data_yaml, scratch, opt_args)
-        w = train_window(config, workload, options, hooks, args)
+        w = train_window(config, workload, options, hooks, args, len(s.info.train))
     finally:
         undo()
     if w.hooks.trainer is None or not w.hooks.eff:
@@ -383,6 +422,7 @@ def assemble(
             action=pc.action + (" (and the .npy cache dropped)" if found.get("npy_dropped") else ""),
         ),
         source_cost=s.source_cost,
+        compile_cost=w.compile_cost,
         workload={**setup.workload.to_dict(), "n_train": len(s.info.train), "n_val": len(s.info.val), "nc": s.info.nc},
         subset=subset_summary(s.staged, revisits),
         timings={"data_wait_s": rec.data_wait_s, "compute_s": rec.compute_s, "step_s": rec.step_s,

@@ -29,6 +29,8 @@ class ProbeRequest:
     epochs: int = 100  # of the planned run: decides Ultralytics' optimizer
     optimizer: str = "auto"
     source: str = "original"
+    compile: str = "off"  # a torch.compile mode (records.config.COMPILE_MODES)
+    amp: bool = True  # mixed precision on a GPU; Ultralytics trains FP32 on a CPU whatever it says
     iters: int = 20
     min_window_s: float = 2.0
     memory_limit: str | None = None
@@ -67,6 +69,8 @@ def resolve(req: ProbeRequest, resolve_data: Callable[[str | None], str]) -> Res
         device=device,
         optimizer=req.optimizer,
         source=req.source,
+        compile=req.compile,
+        amp=req.amp,
     )
     check_device(config.device)
     if req.memory_limit is not None:

@@ -12,6 +12,8 @@ from autotune.units import parse_memory_limit
 
 CACHE_MODES = ("none", "disk", "ram")
 SOURCES = ("original", "resized")  # train from the files as they are, or from a copy pre-resized to imgsz
+# torch.compile as Ultralytics 8.4 offers it (compile=False|"default"|"reduce-overhead"|"max-autotune-no-cudagraphs")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 DEFAULT_MODEL = "yolo11n.yaml"
 MIN_IMGSZ = 32  # Ultralytics' largest stride; smaller images cannot pass through the detector
 STRIDE = 32  # Ultralytics rounds imgsz up to a multiple of the largest stride (a probe would measure another size)
@@ -41,6 +43,7 @@ class TrainConfig:
     optimizer: str = "auto"  # "auto" is resolved to Ultralytics' own choice before a probe runs
     nbs: int = 64  # nominal batch size: the optimizer steps every max(round(nbs / batch), 1) iterations
     source: str = "original"  # "resized": from a copy of the dataset pre-resized to imgsz (autotune resize)
+    compile: str = "off"  # a torch.compile mode (COMPILE_MODES): compiled at the first iteration, a one-time cost
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -54,7 +57,10 @@ class TrainConfig:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.compile == "off":  # as before the compile lever: keys hashed from older configs still match
+            del d["compile"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -64,7 +70,12 @@ class TrainConfig:
     def label(self) -> str:
         """Short human form, e.g. 'batch=16 workers=8 imgsz=640 cache=none'."""
         label = f"batch={self.batch} workers={self.workers} imgsz={self.imgsz} cache={self.cache}"
-        return label + (" source=resized" if self.source == "resized" else "")
+        label += " source=resized" if self.source == "resized" else ""
+        return label + (f" compile={self.compile}" if self.compile != "off" else "")
+
+    def ultralytics_compile(self) -> bool | str:
+        """Ultralytics' `compile` argument for this config."""
+        return False if self.compile == "off" else self.compile
 
 
 def whole(name: str, value: Any, low: int, high: int, unit: str = "") -> int:
@@ -90,6 +101,8 @@ def validate_config(c: TrainConfig) -> None:
         raise UserError(f"cache must be one of {', '.join(CACHE_MODES)}, got {c.cache!r}")
     if c.source not in SOURCES:
         raise UserError(f"source must be one of {', '.join(SOURCES)}, got {c.source!r}")
+    if c.compile not in COMPILE_MODES:
+        raise UserError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {c.compile!r}")
     if c.nbs < 1:
         raise UserError(f"nbs must be >= 1, got {c.nbs!r}")
     if not re.fullmatch(r"cpu|\d+", c.device):

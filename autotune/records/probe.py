@@ -4,6 +4,7 @@ that carries them with its request, effective settings and context. Imports noth
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -85,6 +86,21 @@ class CacheCost:
 
 
 @dataclass(frozen=True)
+class CompileCost:
+    """What torch.compile cost a probe: seconds paid once per training session, apart from the measured window."""
+
+    mode: str  # the torch.compile mode (TrainConfig.compile)
+    compile_s: float  # dynamo + inductor, forward and backward graphs, during the warm-up (before the window)
+    recompile_s: float = 0.0  # the epoch's short last batch compiles once more (a new shape): timed after the window
+    short_batch: int = 0  # images in that last batch; 0: the epoch has none, nothing to recompile
+    first_iter_s: float = 0.0  # wall time of the first iteration, the compile included
+
+    @property
+    def one_time_s(self) -> float:
+        return self.compile_s + self.recompile_s
+
+
+@dataclass(frozen=True)
 class FileState:
     """Were the image files read from the page cache (warm) or from disk (cold), and which is the real run's?"""
 
@@ -114,6 +130,7 @@ class ProbeResult:
     options: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)  # profiling: utilisation, compute_only, py_spy
     source_cost: CacheCost | None = None  # source=resized: the one-time resize of the whole dataset (extrapolated)
+    compile_cost: CompileCost | None = None  # compile on: torch.compile's one-time seconds
     autotune_version: str = __version__
     created: str = ""
     duration_s: float = 0.0
@@ -130,6 +147,8 @@ class ProbeResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["projected_epoch_s"] = self.projected_epoch_s()
+        if self.compile_cost is None:  # as before the compile lever
+            del d["compile_cost"]
         return d
 
     @classmethod
@@ -154,6 +173,7 @@ class ProbeResult:
             options=d.get("options", {}),
             extras=d.get("extras", {}),
             source_cost=opt(CacheCost, d.get("source_cost")),
+            compile_cost=opt(CompileCost, d.get("compile_cost")),
             autotune_version=d.get("autotune_version", ""),
             created=d.get("created", ""),
             duration_s=d.get("duration_s", 0.0),
@@ -182,3 +202,36 @@ def failed(status: str, reason: str, config: TrainConfig, workload: Workload, **
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ValRate:
+    """One validation batch as the probe timed it: data + forward + NMS, at Ultralytics' 2x training batch."""
+
+    batch_s: float
+    batch: int
+    startup_s: float = 0.0  # the first batch's extra time: the validation loader starts its workers there
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ValRate:
+        return cls(**d)
+
+    @classmethod
+    def from_result(cls, r: ProbeResult) -> ValRate | None:
+        m = r.memory
+        if m is None or m.val_batch_s is None or not m.val_batch:
+            return None
+        batch_s = m.val_batch_s + (m.val_data_s or 0.0)
+        startup = max(m.val_first_s - batch_s, 0.0) if m.val_first_s is not None else 0.0
+        return cls(batch_s=batch_s, batch=m.val_batch, startup_s=startup)
+
+
+def val_seconds(n_val: int, val: ValRate | None, first: bool = False) -> float | None:
+    """One validation pass: every validation batch at the measured per-batch time; the session's first pass also
+    starts the validation loader's workers (Ultralytics keeps them for later passes)."""
+    if val is None or n_val <= 0:
+        return None
+    return math.ceil(n_val / val.batch) * val.batch_s + (val.startup_s if first else 0.0)

@@ -27,6 +27,7 @@ class Space:
     imgsz: tuple[int, ...]  # categorical
     cache: tuple[str, ...]  # categorical
     source: tuple[str, ...] = ("original",)  # categorical; ("original", "resized") where resizing can matter
+    compile: tuple[str, ...] = ("off",)  # categorical; torch.compile modes (COMPILE_MODES) asked with --compile
 
     def contains(self, c: TrainConfig) -> bool:
         return (
@@ -35,17 +36,24 @@ class Space:
             and c.imgsz in self.imgsz
             and c.cache in self.cache
             and c.source in self.source
+            and c.compile in self.compile
         )
 
     def params(self, c: TrainConfig) -> dict[str, Any]:
         """The sampler's parameters of a config (what a trial enqueued for it holds)."""
-        p = {"batch": c.batch, "workers": c.workers, "imgsz": c.imgsz, "cache": c.cache}
-        return {**p, "source": c.source} if len(self.source) > 1 else p
+        p: dict[str, Any] = {"batch": c.batch, "workers": c.workers, "imgsz": c.imgsz, "cache": c.cache}
+        if len(self.source) > 1:
+            p["source"] = c.source
+        if len(self.compile) > 1:
+            p["compile"] = c.compile
+        return p
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if self.source == ("original",):  # as before the source lever: older studies keep their names
             del d["source"]
+        if self.compile == ("off",):  # likewise for the compile lever
+            del d["compile"]
         return d
 
     @classmethod
@@ -57,6 +65,7 @@ class Space:
             imgsz=tuple(int(x) for x in d["imgsz"]),
             cache=tuple(str(x) for x in d["cache"]),
             source=tuple(str(x) for x in d.get("source", ("original",))),
+            compile=tuple(str(x) for x in d.get("compile", ("off",))),
         )
 
     def digest(self) -> str:
@@ -67,6 +76,7 @@ class Space:
             f"batch {self.batch_low}-{self.batch_high}, workers 0-{self.workers_high}, "
             f"imgsz {','.join(map(str, self.imgsz))}, cache {','.join(self.cache)}"
             + (f", source {','.join(self.source)}" if len(self.source) > 1 else "")
+            + (f", compile {','.join(self.compile)}" if self.compile != ("off",) else "")
         )
 
 
@@ -84,6 +94,13 @@ class DatasetSize:
         return (self.mean_pixels / max(self.mean_aspect, 1e-6)) ** 0.5
 
 
+# What a search ranks configurations on (frozen with the study): the projected epoch (training + one validation
+# pass, Ultralytics validates every epoch), or training alone.
+RANK_EPOCH, RANK_TRAIN = "epoch", "train"
+RANK_ON = (RANK_EPOCH, RANK_TRAIN)
+RANK_WORDS = {RANK_EPOCH: "training + validation per epoch", RANK_TRAIN: "training alone"}
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     number: int
@@ -98,6 +115,9 @@ class TrialRecord:
     duration_s: float
     peak_memory_bytes: int | None
     memory_wall: bool = False  # it failed on memory (out of memory, over the limit, or predicted over it)
+    val_s: float | None = None  # one validation pass of the full validation set, projected; None: not measured
+    one_time_s: float | None = None  # paid once per run (cache build, resized copy, compile), spread in epoch_s
+    compile_s: float | None = None  # torch.compile's part of it (compile on only)
 
 
 @dataclass(frozen=True)
@@ -116,6 +136,8 @@ class StudyMeta:
     probe_options: ProbeOptions | None = None  # `report --measure` and `train` probe as the search did
     autotune_version: str = ""
     autobatch: dict[str, Any] | None = None  # AutoBatch's answer on a GPU: imgsz, fraction, batch or error
+    n_val: int = 0  # validation images: a validation pass is projected from them
+    rank_on: str = "train"  # RANK_EPOCH or RANK_TRAIN; a study made before validation was ranked: "train"
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,12 @@ from typing import Any
 
 from autotune.errors import UserError
 from autotune.measure.stats import NOISE_FLOOR, mean, noise_floor, product_interval, quotient_interval, ratio_interval
-from autotune.records.config import TrainConfig, batches_per_epoch
-from autotune.records.probe import ProbeResult
+from autotune.records.config import TrainConfig
+from autotune.records.probe import ProbeResult, ValRate, val_seconds
 from autotune.records.run import TrainRun
 from autotune.records.search import StudySnapshot, TrialRecord
 from autotune.report import factors, story
+from autotune.report.compiling import compile_summaries
 from autotune.report.data import FactorRow, ReportData, Side, TrialPoint
 from autotune.search import levers, sidebyside
 from autotune.search.levers import LEVERS, OPTIMIZER_LEVER
@@ -35,10 +36,7 @@ def _side(config: TrainConfig, results: list[ProbeResult], n_train: int, n_val: 
     ips = tuple(r.stats.images_per_s for r in ok)  # type: ignore[union-attr]
     rate = mean(ips) if ips else None
     last = ok[-1] if ok else None
-    mem = last.memory if last else None
-    val_s = None
-    if mem and mem.val_batch_s and mem.val_batch:
-        val_s = batches_per_epoch(n_val, mem.val_batch) * (mem.val_batch_s + (mem.val_data_s or 0.0))
+    val_s = val_seconds(n_val, ValRate.from_result(last)) if last else None
     util = ((last.extras or {}).get("utilisation") or {}).get("gpu_util_mean") if last else None
     cache_s = last.cache.full_s if last and last.cache and config.cache != "none" else 0.0
     return Side(
@@ -53,6 +51,7 @@ def _side(config: TrainConfig, results: list[ProbeResult], n_train: int, n_val: 
         optimizer=next((r.effective["optimizer"] for r in results if r.effective.get("optimizer")), None),
         step_s=last.stats.step_s if last and last.stats else None,
         accumulate=last.stats.accumulate if last and last.stats else None,
+        compile_s=last.compile_cost.one_time_s if last and last.compile_cost else 0.0,
     )
 
 
@@ -137,7 +136,7 @@ def build(snap: StudySnapshot, epochs: int | None = None) -> ReportData:
     win_rec = _check(snap)
     meta = snap.meta
     n_train = meta.n_train or 1
-    n_val = max(meta.dataset.n_images - n_train, 0) if meta.dataset else max(n_train // 4, 1)
+    n_val = meta.n_val or (max(meta.dataset.n_images - n_train, 0) if meta.dataset else max(n_train // 4, 1))
     epochs = epochs or meta.workload.epochs or 100
     base_cfg, win_cfg = meta.baseline, TrainConfig.from_dict(win_rec.config)
 
@@ -160,7 +159,7 @@ def build(snap: StudySnapshot, epochs: int | None = None) -> ReportData:
     bd = breakdown(rows, base, win, floor)
 
     def total(s: Side) -> float:
-        return epochs * ((s.epoch_train_s or 0.0) + (s.epoch_val_s or 0.0)) + s.cache_build_s + s.resize_s
+        return epochs * ((s.epoch_train_s or 0.0) + (s.epoch_val_s or 0.0)) + s.cache_build_s + s.resize_s + s.compile_s
 
     points = tuple(_point(t) for t in snap.trials if t.state == "COMPLETE" and t.config)
     on_gpu = base_cfg.device != "cpu"
@@ -204,6 +203,7 @@ def build(snap: StudySnapshot, epochs: int | None = None) -> ReportData:
         missing=tuple(r.lever for r in rows if r.state in ("not measured yet", "failed")),
         notes=_notes(results(base_cfg), base, base_cfg, win_cfg),
         train_runs=tuple(train_run_row(r) for r in snap.train_runs),
+        compile=compile_summaries(snap.trials, n_train, epochs),
     )
 
 

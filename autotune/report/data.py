@@ -59,12 +59,46 @@ class Side:
     optimizer: str | None
     step_s: float | None  # one optimizer step
     accumulate: int | None
+    compile_s: float = 0.0  # one-time: torch.compile's, once per run (0 uncompiled)
 
 
 @dataclass(frozen=True)
 class StoryCheck:
     claim: str
     verdict: str
+
+
+@dataclass(frozen=True)
+class CompileSummary:
+    """torch.compile against the same settings uncompiled: the one-time cost, the per-epoch gain, the break-even.
+    Seconds; epochs are training only (validation runs the EMA model, which Ultralytics does not compile)."""
+
+    mode: str
+    config: str  # the compiled configuration's label
+    compile_s: float  # once per session: the first iterations' compile and the short last batch's recompile
+    epoch_on_s: float  # training seconds per epoch, compiled
+    epoch_off_s: float  # the same, uncompiled
+    planned_epochs: int
+    paired: bool  # True: the same settings measured compiled and not; False: the best trial of each
+    on_trial: int
+    off_trial: int
+
+    @property
+    def gain(self) -> float:
+        """Per-epoch (per-iteration) speedup of compiling, one-time cost left out."""
+        return self.epoch_off_s / self.epoch_on_s
+
+    @property
+    def break_even_epochs(self) -> float | None:
+        """Planned epochs from which compiling pays off: its one-time cost over what it saves per epoch; None
+        where it saves nothing per epoch (it never pays off)."""
+        saved = self.epoch_off_s - self.epoch_on_s
+        return self.compile_s / saved if saved > 0 else None
+
+    @property
+    def pays_off(self) -> bool:
+        be = self.break_even_epochs
+        return be is not None and be < self.planned_epochs
 
 
 @dataclass(frozen=True)
@@ -102,6 +136,13 @@ class ReportData:
     missing: tuple[str, ...]  # levers still to measure (autotune report --measure)
     notes: tuple[str, ...] = ()
     train_runs: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    compile: tuple[CompileSummary, ...] = ()  # one per compile mode the study measured
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["compile"] = [compile_dict(c) for c in self.compile]
+        return d
+
+
+def compile_dict(c: CompileSummary) -> dict[str, Any]:
+    return {**asdict(c), "gain": c.gain, "break_even_epochs": c.break_even_epochs, "pays_off": c.pays_off}

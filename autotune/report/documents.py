@@ -14,6 +14,7 @@ from typing import Any
 
 from autotune.files import atomic_write
 from autotune.report import charts
+from autotune.report.compiling import compile_words
 from autotune.report.data import FactorRow, ReportData
 from autotune.units import fmt_s as _fmt_s
 
@@ -252,6 +253,7 @@ def _times_md(d: ReportData) -> list[str]:
                 "val / epoch",
                 "one-time cache build",
                 "one-time resize",
+                "one-time compile",
                 f"total, {d.epochs} epochs",
             ],
             [
@@ -261,12 +263,15 @@ def _times_md(d: ReportData) -> list[str]:
                     fmt_s(s.epoch_val_s),
                     fmt_s(s.cache_build_s),
                     fmt_s(s.resize_s),
+                    fmt_s(s.compile_s),
                     fmt_s(total),
                 ]
                 for name, s, total in (("baseline", b, d.total_baseline_s), ("winner", w, d.total_winner_s))
             ],
         ),
     ]
+    if d.compile:
+        parts += ["### torch.compile\n", *(f"- {compile_words(c)}" for c in d.compile), ""]
     return parts
 
 

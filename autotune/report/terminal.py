@@ -12,6 +12,8 @@ from rich.text import Text
 from autotune.measure.stats import mean
 from autotune.records.config import accumulate
 from autotune.records.probe import IterStats, ProbeResult
+from autotune.records.search import RANK_WORDS
+from autotune.report.compiling import compile_summaries, compile_words
 from autotune.report.data import ReportData
 from autotune.search.settings import SearchOutcome
 from autotune.search.sidebyside import SideBySide
@@ -152,6 +154,14 @@ def _one_time_costs(r: ProbeResult) -> list[Any]:
         fits = {True: "yes", False: "[red]no[/red]", None: "n/a"}[c.fits]
         t.add_row("fits", f"{fits}: {c.rule}")
         out.append(t)
+    cc = r.compile_cost
+    if cc is not None:
+        t = kv_table(f"torch.compile ({cc.mode}): one-time cost, not in the measured window")
+        t.add_row("first iterations", f"compile {fmt_s(cc.compile_s)} (first iteration {fmt_s(cc.first_iter_s)})")
+        if cc.short_batch:
+            t.add_row("short last batch", f"{cc.short_batch} images: recompiled in {fmt_s(cc.recompile_s)}")
+        t.add_row("per run", fmt_s(cc.one_time_s))
+        out.append(t)
     return out
 
 
@@ -229,8 +239,9 @@ def search_view(o: SearchOutcome, profile_path: str | None) -> Group:
     parts: list[Any] = []
     if o.winner is None:
         parts.append(Text("no feasible configuration found", style="bold red"))
-    t = Table(title="Speed vs resolution: the fastest feasible config per image size", title_justify="left")
-    for col in ("imgsz", "batch", "workers", "cache", "images/s", "sec/iter", "epoch", "trial"):
+    ranked = f"epoch: ranked on {RANK_WORDS.get(o.rank_on, o.rank_on)}"
+    t = Table(title=f"Speed vs resolution: the fastest feasible config per image size ({ranked})", title_justify="left")
+    for col in ("imgsz", "batch", "workers", "cache", "images/s", "sec/iter", "val pass", "epoch", "trial"):
         t.add_column(col, justify="right" if col not in ("cache",) else "left")
     for r in o.front:
         mark = " *" if o.winner and r.number == o.winner.number else ""
@@ -242,22 +253,27 @@ def search_view(o: SearchOutcome, profile_path: str | None) -> Group:
             c["cache"],
             f"{r.images_per_s:.1f}" if r.images_per_s else "-",
             fmt_s(r.sec_per_iter),
+            fmt_s(r.val_s) if r.val_s is not None else "-",
             fmt_s(r.epoch_s),
             f"{r.number}{mark}",
         )
     parts.append(t)
+    for c in compile_summaries(o.trials, o.n_train, o.epochs):
+        parts.append(Text(compile_words(c) + ("" if c.paired else " (not a like-for-like pair)"), style="cyan"))
     if o.winner and o.side_by_side and o.side_by_side.speedup:
         parts += side_by_side_lines(o, o.side_by_side)
     elif o.winner and o.baseline and o.baseline.stats:
         w = o.winner
+        # training time per epoch on both sides (the ranked epoch may add validation; the baseline's alone is here)
         base_epoch = o.n_train / o.baseline.stats.images_per_s
+        win_epoch = o.n_train / w.images_per_s if w.images_per_s else w.epoch_s or 1.0
         b = o.baseline.requested
         line = Text()
         line.append(
-            f"winner (trial {w.number}): {fmt_s(w.epoch_s)}/epoch vs baseline {fmt_s(base_epoch)}/epoch "
+            f"winner (trial {w.number}): {fmt_s(win_epoch)}/epoch of training vs baseline {fmt_s(base_epoch)} "
             f"(batch={b['batch']} workers={b['workers']} imgsz={b['imgsz']} cache={b['cache']}): ",
         )
-        line.append(f"{base_epoch / (w.epoch_s or 1):.2f}x", style="bold green")
+        line.append(f"{base_epoch / win_epoch:.2f}x", style="bold green")
         line.append("  (selection runs only, not measured side by side: optimistic)", style="yellow")
         parts.append(line)
         parts.append(Text(f"picked: {o.pick_reason}", style="dim"))
@@ -339,6 +355,7 @@ def report_view(d: ReportData, written: list[str]) -> Group:
     t.add_row("end to end", "", "", f"{d.end_to_end:.2f}x [{d.end_to_end_low:.2f}-{d.end_to_end_high:.2f}]", "")
     t.add_row("interaction", "", "", fmt_interval(d.interaction, d.interaction_interval), "")
     parts: list[Any] = [Text(headline(d), style="bold"), t, Text(d.interaction_text)]
+    parts += [Text(compile_words(c), style="cyan") for c in d.compile]
     if d.missing:
         parts.append(Text(f"not measured yet: {', '.join(d.missing)} (autotune report --measure)", style="yellow"))
     parts.append(Text("written: " + ", ".join(written), style="dim"))

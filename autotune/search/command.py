@@ -83,6 +83,7 @@ def prepare(
         ram_available=ram,
         disk_free=disk,
         lock_path=lock_path(),
+        n_val=plan.n_val,
     )
     return Prepared(plan, runner, tuple(notes))
 

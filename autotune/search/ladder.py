@@ -16,7 +16,7 @@ from autotune.records.search import Space, TrialRecord
 from autotune.search.space import MemoryModel
 from autotune.status import MEMORY_WALL
 
-OTHER_KEYS = ("workers", "imgsz", "cache", "source")  # what must match for two trials to share a ladder
+OTHER_KEYS = ("workers", "imgsz", "cache", "source", "compile")  # what must match for two trials to share a ladder
 HEADROOM = 0.9  # a rung must be predicted under 90% of the limit: the memory model is a fit, not a measurement
 
 

@@ -18,7 +18,7 @@ from autotune.records.search import StudySnapshot
 from autotune.records.status import SKIPPED
 from autotune.status import CANNOT_RUN, SAYS_NOTHING
 
-LEVERS = ("imgsz", "batch", "cache", "workers", "source")  # searched levers, in the report's order
+LEVERS = ("imgsz", "batch", "cache", "workers", "source", "compile")  # searched levers, in the report's order
 OPTIMIZER_LEVER = "optimizer"  # not searched: the story's SGD -> Adam claim, measured as a step-cost factor
 
 

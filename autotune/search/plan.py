@@ -28,7 +28,7 @@ from autotune.records.config import (
     whole,
 )
 from autotune.records.machine import Machine
-from autotune.records.search import DatasetSize, Space
+from autotune.records.search import RANK_EPOCH, RANK_ON, DatasetSize, Space
 from autotune.search import profiles
 from autotune.search.names import check_study_name
 from autotune.search.settings import SearchOutcome, SearchSettings, default_study_name
@@ -50,6 +50,7 @@ class Plan:
     dataset: DatasetSize
     n_train: int
     notes: tuple[str, ...]
+    n_val: int = 0
 
 
 def dataset_size(train: tuple[str, ...], val: tuple[str, ...], sample: int = 32) -> DatasetSize:
@@ -85,6 +86,8 @@ class SearchRequest:
     seed: int = 0
     fresh: bool = False
     iters: int | None = None
+    rank_on: str = RANK_EPOCH
+    compile: str | None = None  # torch.compile modes to search, e.g. "default,off"; None: off only
 
 
 def make_plan(req: SearchRequest, machine: Machine, resolve_data: Callable[[str | None], str]) -> Plan:
@@ -95,6 +98,8 @@ def make_plan(req: SearchRequest, machine: Machine, resolve_data: Callable[[str 
     whole("epochs", req.epochs, 1, MAX_EPOCHS)
     if req.iters is not None:
         whole("iters", req.iters, 1, MAX_ITERS)
+    if req.rank_on not in RANK_ON:
+        raise UserError(f"--rank-on must be one of {', '.join(RANK_ON)}, got {req.rank_on!r}")
     if budget_s > MAX_BUDGET_S:
         raise UserError(f"budget {req.budget!r} is more than {MAX_BUDGET_S // 86400} days: give at most 7d")
     device = req.device if req.device is not None else default_device()
@@ -114,7 +119,16 @@ def make_plan(req: SearchRequest, machine: Machine, resolve_data: Callable[[str 
     b = TrainConfig(workers=default_workers(), device=device)  # Ultralytics' defaults, workers capped as it caps them
     size = dataset_size(info.train, info.val)
     space = build_space(
-        req.batch, req.workers, req.imgsz, req.cache, cpu_only, machine.usable_cores, b.imgsz, max_batch, req.source
+        req.batch,
+        req.workers,
+        req.imgsz,
+        req.cache,
+        cpu_only,
+        machine.usable_cores,
+        b.imgsz,
+        max_batch,
+        req.source,
+        compile_modes=req.compile,
     )
     if req.source is None and resize_can_matter(size.mean_long_side, max(space.imgsz)):
         space = replace(space, source=SOURCES)
@@ -155,18 +169,21 @@ def make_plan(req: SearchRequest, machine: Machine, resolve_data: Callable[[str 
         seed=req.seed,
         memory_limit_fraction=limit / limit_total if limit else None,
         seeds=seeds,
+        rank_on=req.rank_on,
     )
-    return Plan(settings, space, workload, machine, size, n_train, tuple(notes))
+    return Plan(settings, space, workload, machine, size, n_train, tuple(notes), n_val=len(info.val))
 
 
 def _config_from(text: str, base: TrainConfig, flag: str) -> TrainConfig:
     """`base` with the batch/workers/imgsz/cache assignments in `text` (e.g. "batch=32,cache=ram") applied."""
     fields_ = parse_assignments(text)
-    unknown = set(fields_) - {"batch", "workers", "imgsz", "cache", "source"}
+    unknown = set(fields_) - {"batch", "workers", "imgsz", "cache", "source", "compile"}
     if unknown:
-        raise UserError(f"{flag} takes batch, workers, imgsz, cache and source, not {', '.join(sorted(unknown))}")
+        raise UserError(
+            f"{flag} takes batch, workers, imgsz, cache, source and compile, not {', '.join(sorted(unknown))}"
+        )
     try:
-        return base.with_(**{k: (v if k in ("cache", "source") else int(v)) for k, v in fields_.items()})
+        return base.with_(**{k: (v if k in ("cache", "source", "compile") else int(v)) for k, v in fields_.items()})
     except ValueError:
         raise UserError(f"cannot read {flag} {text!r}: whole numbers for batch, workers, imgsz") from None
 
@@ -213,7 +230,7 @@ def write_winner_profile(plan: Plan, outcome: SearchOutcome, folder: Path = Path
     w = outcome.winner
     if w is None:
         return None
-    keys = ("batch", "workers", "imgsz", "cache", "source")
+    keys = ("batch", "workers", "imgsz", "cache", "source", "compile")
     config = plan.settings.baseline.with_(**{k: w.config[k] for k in keys if k in w.config})
     workload = plan.workload
     meta: dict[str, Any] = {

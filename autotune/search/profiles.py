@@ -27,7 +27,7 @@ class SavedProfile:
 
 def train_args(config: TrainConfig, workload: Workload) -> dict[str, Any]:
     """The Ultralytics arguments that reproduce a measured configuration."""
-    return {
+    args: dict[str, Any] = {
         "task": "detect",
         "mode": "train",
         "model": workload.model,
@@ -43,6 +43,9 @@ def train_args(config: TrainConfig, workload: Workload) -> dict[str, Any]:
         # 'auto' decides on the full run's length, exactly as the probes pinned it
         "optimizer": config.optimizer,
     }
+    if config.compile != "off":  # measured compiled: train compiled
+        args["compile"] = config.ultralytics_compile()
+    return args
 
 
 def write(path: Path, config: TrainConfig, workload: Workload, meta: dict[str, Any]) -> Path:

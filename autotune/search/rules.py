@@ -13,6 +13,7 @@ from typing import Any
 
 from autotune import status
 from autotune.records.probe import ProbeResult
+from autotune.records.search import RANK_EPOCH
 from autotune.search import store
 
 PRUNE_FACTOR = 1.5  # "clearly slower": the running projection is 1.5x the best finished trial's
@@ -34,9 +35,21 @@ class SlowerThanBest:
 
 
 def one_time_s(result: ProbeResult) -> float:
-    """Seconds paid once per run for this config: its cache build and its resized copy (whole dataset)."""
+    """Seconds paid once per run for this config: its cache build, its resized copy (whole dataset) and its
+    torch.compile (the first iterations' and the short last batch's compiles)."""
     cache = result.cache.full_s if result.cache and result.cache.mode != "none" else 0.0
-    return cache + (result.source_cost.full_s if result.source_cost else 0.0)
+    compiled = result.compile_cost.one_time_s if result.compile_cost else 0.0
+    return cache + (result.source_cost.full_s if result.source_cost else 0.0) + compiled
+
+
+def ranked_epoch_s(
+    n_train: int, images_per_s: float, one_time: float, epochs: int, val_s: float | None, rank_on: str
+) -> float:
+    """What the search minimises, in seconds: one epoch's training at the measured rate, one validation pass where
+    the study ranks on the whole epoch (Ultralytics validates after every epoch), and the one-time costs spread
+    over the planned epochs (a short run rightly loses a slow cache build)."""
+    val = (val_s or 0.0) if rank_on == RANK_EPOCH else 0.0
+    return n_train / images_per_s + val + one_time / epochs
 
 
 def peak_memory(result: ProbeResult) -> int | None:

@@ -23,8 +23,8 @@ from autotune import __version__, status
 from autotune.errors import UserError
 from autotune.records.config import TrainConfig, Workload
 from autotune.records.machine import Machine
-from autotune.records.probe import ProbeResult, now_iso
-from autotune.records.search import DatasetSize, SideProbe, Space, StudyMeta
+from autotune.records.probe import ProbeResult, ValRate, now_iso, val_seconds
+from autotune.records.search import RANK_WORDS, DatasetSize, SideProbe, Space, StudyMeta
 from autotune.records.status import SKIPPED
 from autotune.search import levers, names, sidebyside, store
 from autotune.search.ladder import next_rung
@@ -37,6 +37,7 @@ from autotune.search.rules import (
     host_lock,
     one_time_s,
     peak_memory,
+    ranked_epoch_s,
     worker_seed,
 )
 from autotune.search.settings import SearchOutcome, SearchSettings
@@ -88,8 +89,11 @@ class Search:
         disk_free: int = 0,
         lock_path: Path | None = None,
         on_event: Callable[[str, dict[str, Any]], None] = lambda _e, _d: None,
+        n_val: int = 0,
     ) -> None:
         self.s, self.space, self.workload, self.machine = settings, space, workload, machine
+        self.n_val = n_val  # validation images: each trial's validation pass is projected from them
+        self.rank_on = settings.rank_on  # the study's own, once it is open
         self.dataset, self.n_train, self.probe_fn, self.clock = dataset, n_train, probe_fn, clock
         self.ram_available, self.disk_free, self.lock_path = ram_available, disk_free, lock_path
         self.on_event = on_event
@@ -117,6 +121,8 @@ class Search:
             probe_options=self.s.probe_options,
             autotune_version=__version__,
             autobatch=self.s.autobatch,
+            n_val=self.n_val,
+            rank_on=self.s.rank_on,
         )
 
     def _open_study(self, storage: Any) -> StudyStore:
@@ -143,6 +149,12 @@ class Search:
             raise UserError(
                 f"study {self.s.study!r} searches {stored.space.describe()}; this command asks for "
                 f"{self.space.describe()}: a study's space is frozen (use --fresh or another --study)"
+            )
+        self.rank_on = stored.rank_on
+        if stored.rank_on != self.s.rank_on:
+            self.notes.append(
+                f"study {self.s.study!r} ranks on {RANK_WORDS[stored.rank_on]} (frozen when it was made), not on "
+                f"{RANK_WORDS[self.s.rank_on]}: use --fresh for a study that does"
             )
         orphans = st.fail_orphans(self.machine.hostname, autotune_alive)
         if orphans:
@@ -295,6 +307,7 @@ class Search:
             imgsz=trial.suggest_categorical("imgsz", list(sp.imgsz)),
             cache=trial.suggest_categorical("cache", list(sp.cache)),
             source=trial.suggest_categorical("source", list(sp.source)) if len(sp.source) > 1 else sp.source[0],
+            compile=trial.suggest_categorical("compile", list(sp.compile)) if len(sp.compile) > 1 else sp.compile[0],
         )
 
     def objective(self, trial: Any) -> float:
@@ -331,8 +344,11 @@ class Search:
         self.store.set_constraints(trial, memory, 0.0)
         # one-time costs (a cache build, a resized copy) spread over the planned run's epochs
         one_time = one_time_s(result)
-        self.store.set_trial_rates(trial, result.stats.images_per_s, result.stats.sec_per_iter_median, one_time)
-        value = self.n_train / result.stats.images_per_s + one_time / self.workload.epochs
+        val_s = val_seconds(self.n_val, ValRate.from_result(result))
+        ips = result.stats.images_per_s
+        compiled = result.compile_cost.one_time_s if result.compile_cost else None
+        self.store.set_trial_rates(trial, ips, result.stats.sec_per_iter_median, one_time, val_s, compiled)
+        value = ranked_epoch_s(self.n_train, ips, one_time, self.workload.epochs, val_s, self.rank_on)
         self.on_event("done", {"number": trial.number, "config": config, "epoch_s": value, "result": result})
         return value
 
@@ -539,4 +555,6 @@ class Search:
             interrupted=interrupted,
             autobatch=autobatch,
             side_by_side=side,
+            rank_on=self.rank_on,
+            epochs=self.workload.epochs,
         )

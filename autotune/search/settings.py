@@ -10,7 +10,7 @@ from typing import Any
 from autotune.records.config import ProbeOptions, TrainConfig, Workload
 from autotune.records.machine import Machine
 from autotune.records.probe import ProbeResult
-from autotune.records.search import Space, TrialRecord
+from autotune.records.search import RANK_EPOCH, Space, TrialRecord
 from autotune.search.sidebyside import SideBySide
 
 
@@ -37,6 +37,7 @@ class SearchSettings:
     end_reserve_s: float | None = None  # kept back for the baseline's repeat; None: as long as the baseline took
     autobatch: dict[str, Any] | None = None  # AutoBatch's answer on a GPU: imgsz, fraction, batch or error
     lever_share: float = 0.25  # at most this share of the budget is kept for the report's factor probes (0: none)
+    rank_on: str = RANK_EPOCH  # what a new study ranks on: the projected epoch with validation, or training alone
     ladder_after: int | None = 4  # finished trials before the batch ladder proposes rungs (ladder.py); None: never
 
 
@@ -58,6 +59,8 @@ class SearchOutcome:
     interrupted: bool = False
     autobatch: dict[str, Any] | None = None  # AutoBatch's answer this run or an earlier one (study attribute)
     side_by_side: SideBySide | None = None  # the fresh, interleaved measurements at the end of this run
+    rank_on: str = RANK_EPOCH  # what the study ranked trials on (records.search.RANK_ON)
+    epochs: int = 100  # the planned run's: one-time costs are spread over them
 
     @property
     def drift(self) -> float | None:

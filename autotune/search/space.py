@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 from autotune.errors import UserError
 from autotune.measure.ultralytics_glue import cache_fits
-from autotune.records.config import CACHE_MODES, MAX_BATCH, MAX_IMGSZ, MAX_WORKERS, MIN_IMGSZ, SOURCES, STRIDE
+from autotune.records.config import (
+    CACHE_MODES,
+    COMPILE_MODES,
+    MAX_BATCH,
+    MAX_IMGSZ,
+    MAX_WORKERS,
+    MIN_IMGSZ,
+    SOURCES,
+    STRIDE,
+)
 from autotune.records.search import DatasetSize, Space
 
 
@@ -40,6 +49,7 @@ def build_space(
     max_batch: int,
     source: str | None = None,
     source_default: tuple[str, ...] = ("original",),
+    compile_modes: str | None = None,
 ) -> Space:
     """The space from the CLI's lists or ranges, with defaults that fit the machine."""
     if batch:
@@ -75,7 +85,18 @@ def build_space(
     sources = tuple(x.strip() for x in source.split(",") if x.strip()) if source else source_default
     if not sources or [x for x in sources if x not in SOURCES]:
         raise UserError(f"source must be a list of {', '.join(SOURCES)}, got {source!r}")
-    return Space(lo, hi, whi, tuple(sizes), tuple(dict.fromkeys(modes)), tuple(dict.fromkeys(sources)))
+    compiles = tuple(x.strip() for x in compile_modes.split(",") if x.strip()) if compile_modes else ("off",)
+    if not compiles or [x for x in compiles if x not in COMPILE_MODES]:
+        raise UserError(f"compile must be a list of {', '.join(COMPILE_MODES)}, got {compile_modes!r}")
+    return Space(
+        lo,
+        hi,
+        whi,
+        tuple(sizes),
+        tuple(dict.fromkeys(modes)),
+        tuple(dict.fromkeys(sources)),
+        tuple(dict.fromkeys(compiles)),
+    )
 
 
 def resize_can_matter(mean_long_side: float, largest_imgsz: int, ratio: float = 2.0) -> bool:

@@ -26,7 +26,15 @@ from autotune.records.config import ProbeOptions, TrainConfig, Workload
 from autotune.records.machine import Machine
 from autotune.records.probe import ProbeResult
 from autotune.records.run import TrainRun
-from autotune.records.search import DatasetSize, SideProbe, Space, StudyMeta, StudySnapshot, TrialRecord
+from autotune.records.search import (
+    RANK_TRAIN,
+    DatasetSize,
+    SideProbe,
+    Space,
+    StudyMeta,
+    StudySnapshot,
+    TrialRecord,
+)
 from autotune.search.names import mask_text, mask_url
 from autotune.status import MEMORY_WALL
 
@@ -36,17 +44,19 @@ DB_NAME = "studies.db"
 # Study attributes. "space" is written last: a worker that sees it sees everything else of the study's meta.
 _MACHINE, _MACHINE_ID, _WORKLOAD, _BASELINE_CONFIG = "machine", "machine_id", "workload", "baseline_config"
 _LIMIT, _DATASET, _TARGET, _OPTIONS = "memory_limit_bytes", "dataset", "target_epoch_s", "probe_options"
-_VERSION, _AUTOBATCH, _SPACE = "autotune_version", "autobatch", "space"
+_VERSION, _AUTOBATCH, _RANK_ON, _SPACE = "autotune_version", "autobatch", "rank_on", "space"
 _BASELINE, _BASELINE_END, _BASELINE_REUSED, _WINNER = "baseline", "baseline_end", "baseline_reused", "winner"
 _LEVER_PREFIX, _PHASE_PREFIX, _RUN_PREFIX, _SIDE_PREFIX = "probe:", "phase:", "train_run:", "side:"
 # Trial attributes.
 _CONFIG, _WORKER, _RESULT, _STATUS, _REASON = "config", "worker", "result", "status", "reason"
-_DURATION, _PEAK, _IPS, _SPI, _ONE_TIME = (
+_DURATION, _PEAK, _IPS, _SPI, _ONE_TIME, _VAL, _COMPILE = (
     "duration_s",
     "peak_memory_bytes",
     "images_per_s",
     "sec_per_iter",
     "one_time_s",
+    "val_s",
+    "compile_s",
 )
 _MEMORY_CONSTRAINT = "memory"
 
@@ -233,6 +243,9 @@ def record_of(t: Any) -> TrialRecord:
         duration_s=float(ua.get(_DURATION, 0.0)),
         peak_memory_bytes=ua.get(_PEAK),
         memory_wall=memory_wall,
+        val_s=ua.get(_VAL),
+        one_time_s=ua.get(_ONE_TIME),
+        compile_s=ua.get(_COMPILE),
     )
 
 
@@ -276,7 +289,8 @@ class StudyStore:
         if m.machine is not None:
             self._set(_MACHINE, m.machine.to_dict())
         self._set(_MACHINE_ID, m.machine_id)
-        self._set(_WORKLOAD, {**m.workload.to_dict(), "n_train": m.n_train})
+        self._set(_WORKLOAD, {**m.workload.to_dict(), "n_train": m.n_train, "n_val": m.n_val})
+        self._set(_RANK_ON, m.rank_on)
         self._set(_BASELINE_CONFIG, m.baseline.to_dict())
         self._set(_LIMIT, m.memory_limit_bytes)
         if m.dataset is not None:
@@ -388,10 +402,22 @@ class StudyStore:
         trial.set_user_attr(_STATUS, status)
         trial.set_user_attr(_REASON, reason)
 
-    def set_trial_rates(self, trial: Any, images_per_s: float, sec_per_iter: float, one_time_s: float) -> None:
+    def set_trial_rates(
+        self,
+        trial: Any,
+        images_per_s: float,
+        sec_per_iter: float,
+        one_time_s: float,
+        val_s: float | None = None,
+        compile_s: float | None = None,
+    ) -> None:
         trial.set_user_attr(_IPS, images_per_s)
         trial.set_user_attr(_SPI, sec_per_iter)
         trial.set_user_attr(_ONE_TIME, one_time_s)
+        if val_s is not None:
+            trial.set_user_attr(_VAL, val_s)
+        if compile_s is not None:
+            trial.set_user_attr(_COMPILE, compile_s)
 
     def set_constraints(self, trial: Any, memory: float, other: float) -> None:
         trial.set_constraint(_MEMORY_CONSTRAINT, memory)
@@ -507,6 +533,8 @@ def _meta(ua: dict[str, Any], name: str) -> StudyMeta:
         machine_id=ua.get(_MACHINE_ID),
         workload=Workload.from_dict(wl),
         n_train=int(wl.get("n_train") or 0),
+        n_val=int(wl.get("n_val") or 0),
+        rank_on=str(ua.get(_RANK_ON, RANK_TRAIN)),  # older studies ranked on training alone
         baseline=TrainConfig.from_dict(ua[_BASELINE_CONFIG]),
         space=Space.from_dict(ua[_SPACE]),
         memory_limit_bytes=ua.get(_LIMIT),

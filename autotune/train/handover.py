@@ -215,6 +215,11 @@ def make_handover(source: Source, recipe: Recipe, n_train: int, nc: int, machine
     for key, value in (("patience", recipe.patience), ("cos_lr", recipe.cos_lr), ("close_mosaic", recipe.close_mosaic)):
         if value is not None:
             args[key] = value
+    if "compile" in recipe.extra and config.compile != "off":
+        raise UserError(
+            f"compile= cannot be changed by autotune train: the winner was measured with compile={config.compile} "
+            "(search with --compile to measure another mode)"
+        )
     for key in sorted(set(recipe.extra) & UNMEASURED):
         warnings.append(f"{key}={recipe.extra[key]} changes what an iteration costs and was not measured")
     args.update(recipe.extra)
@@ -350,7 +355,15 @@ def _config_from_cfg(cfg: dict[str, Any]) -> TrainConfig:
         amp=bool(cfg.get("amp", True)),
         optimizer=str(cfg.get("optimizer", "auto")),
         nbs=int(cfg.get("nbs", 64)),
+        compile=_compile_mode(cfg.get("compile", False)),
     )
+
+
+def _compile_mode(value: Any) -> str:
+    """Ultralytics' compile argument (False, True or a mode) as TrainConfig.compile."""
+    if value in (False, None, "False", "false", "off"):
+        return "off"
+    return "default" if value in (True, "True", "true") else str(value)
 
 
 # -- phase measurements ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from autotune.records.probe import ProbeResult
+from autotune.records.probe import ProbeResult, ValRate, val_seconds
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class PhaseRate:
     step_s: float  # one optimizer step (median of the steady ones)
     batch: int
     startup_s: float = 0.0  # the probe's first iterations took this much longer than steady ones would have
+    compile_s: float = 0.0  # torch.compile, once per session: the first iterations' compile and the short batch's
 
     @property
     def images_per_s(self) -> float:
@@ -50,7 +51,11 @@ class PhaseRate:
             raise ValueError(f"probe {r.status} has no measurement")
         s = r.stats
         iter_s = s.data_wait_mean_s + s.compute_mean_s
-        return cls(iter_s=iter_s, step_s=s.step_s, batch=s.batch, startup_s=startup_excess(r.timings, iter_s))
+        cc = r.compile_cost
+        # the first iterations' excess holds the compile: counted once per session, not at every loader restart
+        startup = max(startup_excess(r.timings, iter_s) - (cc.compile_s if cc else 0.0), 0.0)
+        return cls(iter_s=iter_s, step_s=s.step_s, batch=s.batch, startup_s=startup,
+                   compile_s=cc.one_time_s if cc else 0.0)  # fmt: skip
 
 
 def startup_excess(timings: dict[str, Any], steady_iter_s: float) -> float:
@@ -63,31 +68,6 @@ def startup_excess(timings: dict[str, Any], steady_iter_s: float) -> float:
     waits, computes = timings.get("data_wait_s") or [], timings.get("compute_s") or []
     first = [w + c for w, c in zip(waits[:n], computes[:n], strict=False)]
     return max(sum(first) - len(first) * steady_iter_s, 0.0)
-
-
-@dataclass(frozen=True)
-class ValRate:
-    """One validation batch as the probe timed it: data + forward + NMS, at Ultralytics' 2x training batch."""
-
-    batch_s: float
-    batch: int
-    startup_s: float = 0.0  # the first batch's extra time: the validation loader starts its workers there
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ValRate:
-        return cls(**d)
-
-    @classmethod
-    def from_result(cls, r: ProbeResult) -> ValRate | None:
-        m = r.memory
-        if m is None or m.val_batch_s is None or not m.val_batch:
-            return None
-        batch_s = m.val_batch_s + (m.val_data_s or 0.0)
-        startup = max(m.val_first_s - batch_s, 0.0) if m.val_first_s is not None else 0.0
-        return cls(batch_s=batch_s, batch=m.val_batch, startup_s=startup)
 
 
 @dataclass(frozen=True)
@@ -216,14 +196,6 @@ class RunPrediction:
         )
 
 
-def val_seconds(n_val: int, val: ValRate | None, first: bool = False) -> float | None:
-    """One validation pass: every validation batch at the measured per-batch time; the session's first pass also
-    starts the validation loader's workers (Ultralytics keeps them for later passes)."""
-    if val is None or n_val <= 0:
-        return None
-    return math.ceil(n_val / val.batch) * val.batch_s + (val.startup_s if first else 0.0)
-
-
 def predict_run(
     shape: RunShape,
     mosaic: PhaseRate | None,
@@ -251,6 +223,8 @@ def predict_run(
         assert rate is not None  # one of them is set (checked above)
         restart = epoch == shape.start_epoch or epoch == shape.close_epoch
         one_time = rate.startup_s if restart else 0.0
+        if epoch == shape.start_epoch:  # a new process compiles again (a resumed session too)
+            one_time += rate.compile_s
         # the non-step time scales with images (a short last batch costs less); every step costs the same
         train_s = shape.n_train / rate.batch * rate.iter_s + steps * rate.step_s + one_time
         phase = "mosaic" if on else "no mosaic"
