@@ -166,9 +166,11 @@ def test_the_loader_bound_variant_reads_loader_bound_and_a_slow_start_does_not_h
 
 def test_a_compiled_probe_measures_after_compiling_and_reports_the_compile_apart(tiny_demo, tmp_path, no_leftovers):
     """torch.compile on the CPU (inductor, the machine's C++ compiler): the compile happens in the first
-    iterations, before the window; its seconds and the short last batch's recompile are reported apart."""
+    iterations, before the window; its seconds and the short last batch's recompile are reported apart. A tiny
+    detector (tests/data/tiny_detector.yaml): yolo11n compiles for minutes on 2 cores, this one ~70 s per shape."""
     config = TrainConfig(imgsz=64, batch=7, workers=0, device="cpu", compile="default")
-    r = probe(config, Workload(data=str(tiny_demo)), ProbeOptions(**FAST, scratch=str(tmp_path)))
+    model = str(Path(__file__).parent / "data" / "tiny_detector.yaml")
+    r = probe(config, Workload(data=str(tiny_demo), model=model), ProbeOptions(**FAST, scratch=str(tmp_path)))
     assert r.status == "ok", r.reason
     cc = r.compile_cost
     assert cc is not None and cc.mode == "default"

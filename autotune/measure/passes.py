@@ -76,7 +76,7 @@ def compute_only(trainer: Any, batch: dict[str, Any], iters: int, cuda: bool) ->
         sync()
         t0 = time.perf_counter()
         with autocast(trainer.amp, device=trainer.device.type):
-            if getattr(trainer.args, "compile", False):  # as Ultralytics' loop runs a compiled model: images in, loss outside
+            if getattr(trainer.args, "compile", False):  # as Ultralytics runs a compiled model: images in, loss apart
                 loss, _ = unwrap_model(model).loss(batch, model(batch["img"]))
             else:
                 loss, _ = model(batch)

@@ -8,7 +8,9 @@ model it trains after set-up.
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -34,6 +36,16 @@ def unavailable(device: str) -> str | None:
         first = str(e).strip().splitlines()
         return f"inductor cannot compile on this machine: {first[0] if first else type(e).__name__}"
     return None
+
+
+def private_cache(folder: Path) -> None:
+    """Compile into an empty cache of this probe's own. Inductor keeps compiled graphs on disk (by default under
+    /tmp/torchinductor_<user>) and reuses them: on this 2-core CPU yolo11n compiled in 159 s cold and 8 s from an
+    earlier probe's cache. A probe measures what the full run pays, a cold compile (it has its own graphs), and
+    the next probe must not depend on which ran before it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    os.environ["TRITON_CACHE_DIR"] = str(folder / "triton")
 
 
 def is_compiled(model: Any) -> bool:
