@@ -140,3 +140,28 @@ def test_a_search_weighs_the_compile_time_against_the_planned_epochs(epochs: int
     assert c.compile_s == pytest.approx(120.0) and c.gain == pytest.approx(1.1)
     text = " ".join(str(p) for p in search_view(out, None).renderables)
     assert "compile=default" in text and "compiles in 120 s once per run" in text
+
+
+def test_one_slow_compiled_probe_does_not_stop_the_search_from_running_uncompiled_ones() -> None:
+    clock = FakeClock()
+    fake = FakeProbe(clock, seconds=20)
+
+    def probe(c: TrainConfig, w, o, on_progress=None) -> ProbeResult:  # type: ignore[no-untyped-def]
+        r = fake(c, w, o, on_progress)
+        if c.compile != "off":
+            clock.t += 380  # a compiled probe: 400 s in all, as on a 2-core CPU
+            return replace(r, compile_cost=CompileCost(c.compile, compile_s=160.0, recompile_s=240.0))
+        return r
+
+    space = Space(4, 32, 2, (128,), ("none",), compile=("default", "off"))
+    base = TrainConfig(batch=8, workers=1, imgsz=128, device="cpu")
+    settings = SearchSettings(budget_s=850.0, storage="sqlite:///:memory:", study="slow-compile", baseline=base,
+                              probe_options=ProbeOptions(iters=5), lever_share=0.0,
+                              seeds=(base.with_(compile="default"),))  # fmt: skip
+    s = Search(settings, space, WORKLOAD, MACHINE, DATASET, 800, probe, optuna.storages.InMemoryStorage(), clock=clock)
+    out = s.run()
+    compiled = [r for r in out.trials if r.config.get("compile", "off") != "off" and r.state == "COMPLETE"]
+    uncompiled = [r for r in out.trials if r.config.get("compile", "off") == "off" and r.state == "COMPLETE"]
+    assert len(compiled) == 1  # the seed; no second one fits after it
+    assert len(uncompiled) >= 5  # ~20 s each: they go on while the budget allows them
+    assert out.elapsed_s <= 850

@@ -71,6 +71,9 @@ def _first(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+MAX_BUDGET_PRUNES = 8  # compiled trials pruned in a row for want of time before the trials stop
+
+
 class Search:
     """One worker's part of a study. Several workers (hosts) may share a study through its storage."""
 
@@ -104,6 +107,8 @@ class Search:
         self.t0 = clock()
         self.deadline = self.t0 + settings.budget_s
         self.durations: list[float] = []
+        self.compiled_durations: list[float] = []  # compiled probes: minutes of compiling on a small CPU
+        self.budget_prunes = 0  # compiled trials in a row pruned for want of time (the sampler may insist)
 
     # -- study ----------------------------------------------------------------------------------------------------
 
@@ -169,9 +174,12 @@ class Search:
     def remaining(self) -> float:
         return self.deadline - self.clock()
 
-    def predicted_trial_s(self) -> float:
-        """A trial is predicted to take as long as the slowest one so far (probes vary with batch and imgsz)."""
-        return max(self.durations) if self.durations else 0.0
+    def predicted_trial_s(self, compiled: bool = False) -> float:
+        """A trial is predicted to take as long as the slowest one of its kind so far (probes vary with batch and
+        imgsz; a compiled one also compiles, 471 s against ~30 s measured on a 2-core CPU): one slow compiled
+        probe must not stop the search from running uncompiled ones."""
+        same = self.compiled_durations if compiled else self.durations
+        return max(same or self.durations or self.compiled_durations or [0.0])
 
     def end_reserve(self, capped: bool = True) -> float:
         """Kept for the side-by-side phase: the baseline and the winner, each measured `ROUNDS` times (a runner-up
@@ -239,7 +247,7 @@ class Search:
         with self._host_lock():
             t0 = self.clock()
             result = self.probe_fn(config, self.workload, options, on_progress)
-            self.durations.append(self.clock() - t0)
+            (self.compiled_durations if config.compile != "off" else self.durations).append(self.clock() - t0)
         return result
 
     def _host_lock(self) -> contextlib.AbstractContextManager[None]:
@@ -320,6 +328,12 @@ class Search:
         if skip:
             kind, why = skip
             return self._infeasible(trial, SKIPPED, why, memory=float(kind == "memory"), other=float(kind == "other"))
+        if config.compile != "off" and self.compiled_durations:
+            left, need = self.remaining() - self.end_reserve() - self.lever_reserve(), self.predicted_trial_s(True)
+            if left < need:  # pruned, not infeasible: with more budget it could run
+                self.budget_prunes += 1
+                self.on_event("pruned", {"number": trial.number, "config": config})
+                raise optuna.TrialPruned(f"budget: {max(left, 0):.0f} s left, a compiled probe takes ~{need:.0f} s")
 
         def on_progress(beat: dict[str, Any]) -> bool:
             """Report the running projection; True asks isolate to stop the probe (pruned)."""
@@ -329,6 +343,7 @@ class Search:
             trial.report(self.n_train / (config.batch / beat["window_s"]), int(beat.get("measured", 0)))
             return trial.should_prune()
 
+        self.budget_prunes = 0
         result = self._reuse_baseline(config) or self._probe(config, on_progress)
         self.store.set_trial_result(trial, result, peak_memory(result))
         state = status.sampler_state(result.status)
@@ -447,6 +462,8 @@ class Search:
     def _trials(self, run: _Run) -> None:
         while True:
             ok, why = self.can_start_trial()
+            if ok and self.budget_prunes >= MAX_BUDGET_PRUNES:
+                ok, why = False, "budget: the sampler kept proposing compiled trials, which no longer fit"
             if not ok:
                 run.stop_reason = why
                 return
