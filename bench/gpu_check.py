@@ -63,12 +63,14 @@ class Sizes:
     truth_skip: int = 40  # long run: iterations dropped, then truth_iters timed
     truth_iters: int = 200
     lever_rounds: int = 2  # AMP and compile: each side this many times, alternating (A B B A)
+    lever_compile: bool = True  # False on the CPU rehearsal: yolo11n compiles for ~7 min on 2 cores
 
 
 GPU = Sizes(device="0", imgsz=640, batches=(16, 64), oom_batch=512, limit="0.3", search_batch="16-512",
             budget="200s", iters=20)  # fmt: skip
 CPU = Sizes(device="cpu", imgsz=96, batches=(4, 8), oom_batch=16, limit="0.92GiB", search_batch="4-16",
-            budget="60s", iters=4, truth_workers=(1, 2), truth_skip=10, truth_iters=20, lever_rounds=1)  # fmt: skip
+            budget="60s", iters=4, truth_workers=(1, 2), truth_skip=10, truth_iters=20, lever_rounds=1,
+            lever_compile=False)  # fmt: skip
 
 
 def run_cli(name: str, args: list[str], timeout_s: float, env: dict[str, str]) -> Step:
@@ -290,6 +292,9 @@ def levers(sizes: Sizes, env: dict[str, str], left: Any) -> dict[str, Any]:
     pairs = {"amp": (("on", ["--amp"]), ("off", ["--no-amp"])),
              "compile": (("off", ["--compile", "off"]), ("default", ["--compile", "default"]))}  # fmt: skip
     out: dict[str, Any] = {}
+    if not sizes.lever_compile:
+        del pairs["compile"]
+        out["compile"] = "skipped: compiling takes minutes on a CPU (tests/test_probe_integration.py covers it)"
     for lever, sides in pairs.items():
         runs: dict[str, list[float]] = {name: [] for name, _ in sides}
         compile_s: list[float] = []
