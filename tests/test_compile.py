@@ -146,7 +146,11 @@ def test_one_slow_compiled_probe_does_not_stop_the_search_from_running_uncompile
     clock = FakeClock()
     fake = FakeProbe(clock, seconds=20)
 
+    timeouts: list[tuple[float, float]] = []  # (seconds left in the budget, the compiled probe's timeout)
+
     def probe(c: TrainConfig, w, o, on_progress=None) -> ProbeResult:  # type: ignore[no-untyped-def]
+        if c.compile != "off":
+            timeouts.append((850.0 - clock.t, o.timeout_s))
         r = fake(c, w, o, on_progress)
         if c.compile != "off":
             clock.t += 380  # a compiled probe: 400 s in all, as on a 2-core CPU
@@ -165,3 +169,5 @@ def test_one_slow_compiled_probe_does_not_stop_the_search_from_running_uncompile
     assert len(compiled) == 1  # the seed; no second one fits after it
     assert len(uncompiled) >= 5  # ~20 s each: they go on while the budget allows them
     assert out.elapsed_s <= 850
+    # a compiled trial's timeout leaves the side-by-side phase its reserve (4 baseline probes of 20 s)
+    assert [round(t) for _, t in timeouts] == [round(left - 80 + 60) for left, _ in timeouts]

@@ -109,6 +109,7 @@ class Search:
         self.durations: list[float] = []
         self.compiled_durations: list[float] = []  # compiled probes: minutes of compiling on a small CPU
         self.budget_prunes = 0  # compiled trials in a row pruned for want of time (the sampler may insist)
+        self.in_trials = False  # the trials phase runs (not the baseline, factor probes or side-by-side phase)
 
     # -- study ----------------------------------------------------------------------------------------------------
 
@@ -241,7 +242,10 @@ class Search:
     def _probe(self, config: TrainConfig, on_progress: Callable[[dict[str, Any]], Any] | None = None) -> ProbeResult:
         options = self.s.probe_options
         if options.timeout_s is None:  # never let one probe run far past the budget
-            options = replace(options, timeout_s=max(self.remaining(), 60.0) + 60.0)
+            # a compiled trial also leaves the side-by-side phase its time: its duration varies with the shapes it
+            # compiles (459 s, then 747 s for another batch, on a 2-core CPU), so a prediction cannot guard it
+            keep = self.end_reserve() if config.compile != "off" and self.in_trials else 0.0
+            options = replace(options, timeout_s=max(self.remaining() - keep, 60.0) + 60.0)
         if self.s.memory_limit_bytes is not None:
             options = replace(options, memory_limit=f"{self.s.memory_limit_bytes}B")
         with self._host_lock():
@@ -460,6 +464,13 @@ class Search:
             self.on_event("note", {"text": note})
 
     def _trials(self, run: _Run) -> None:
+        self.in_trials = True
+        try:
+            self._trial_loop(run)
+        finally:
+            self.in_trials = False
+
+    def _trial_loop(self, run: _Run) -> None:
         while True:
             ok, why = self.can_start_trial()
             if ok and self.budget_prunes >= MAX_BUDGET_PRUNES:
