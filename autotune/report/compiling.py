@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from autotune.records.config import TrainConfig
 from autotune.records.search import TrialRecord
 from autotune.report.data import CompileSummary
 
@@ -21,10 +22,8 @@ def _train_epoch_s(r: TrialRecord, n_train: int) -> float:
 
 
 def _label(r: TrialRecord) -> str:
-    c = r.config
-    return f"batch={c.get('batch')} workers={c.get('workers')} imgsz={c.get('imgsz')} cache={c.get('cache')}" + (
-        " source=resized" if c.get("source") == "resized" else ""
-    )
+    """The configuration's settings besides compile (the summary names the mode itself)."""
+    return TrainConfig.from_dict({**r.config, "compile": "off"}).label()
 
 
 def compile_summaries(records: Sequence[TrialRecord], n_train: int, epochs: int) -> tuple[CompileSummary, ...]:

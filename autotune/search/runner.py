@@ -215,7 +215,7 @@ class Search:
         probe_s = b.duration_s if b else 0.0
         if probe_s <= 0:
             return None
-        fits = max(self.remaining() - self.end_reserve() - self.lever_reserve(), 0.0) / probe_s
+        fits = max(self.time_for_trials(), 0.0) / probe_s
         if fits >= 3:
             return None
         # ~10 trials, the baseline and the side-by-side phase, with the factor probes' share of the budget on top
@@ -225,10 +225,14 @@ class Search:
             f"to search (--budget {enough_min}min or more gives ~10)"
         )
 
+    def time_for_trials(self) -> float:
+        """Seconds left for trials: the budget less what the factor probes and the side-by-side phase keep."""
+        return self.remaining() - self.end_reserve() - self.lever_reserve()
+
     def can_start_trial(self) -> tuple[bool, str]:
         if self._baseline_trial_is_next():
             return True, ""
-        left = self.remaining() - self.end_reserve() - self.lever_reserve()
+        left = self.time_for_trials()
         need = self.predicted_trial_s()
         if left <= 0 or left < need:
             return False, (
@@ -333,7 +337,7 @@ class Search:
             kind, why = skip
             return self._infeasible(trial, SKIPPED, why, memory=float(kind == "memory"), other=float(kind == "other"))
         if config.compile != "off" and self.compiled_durations:
-            left, need = self.remaining() - self.end_reserve() - self.lever_reserve(), self.predicted_trial_s(True)
+            left, need = self.time_for_trials(), self.predicted_trial_s(True)
             if left < need:  # pruned, not infeasible: with more budget it could run
                 self.budget_prunes += 1
                 self.on_event("pruned", {"number": trial.number, "config": config})
