@@ -59,6 +59,9 @@ def test_cli_probe_json_on_cpu_with_two_workers(tiny_demo, tmp_path, no_leftover
     mem = result["memory"]
     assert mem["peak_host_bytes"] > 50 * 2**20 and mem["host_kind"] == "pss"
     assert mem["val_batch"] == 8 and mem["val_batch_s"] > 0
+    # Ultralytics' validator, two passes over two batches; the warm pass is its batches plus a small remainder
+    assert mem["val_batches"] == 2 and mem["val_first_pass_s"] > 0 and mem["val_fixed_s"] >= 0
+    assert mem["val_pass_s"] == pytest.approx(2 * (mem["val_batch_s"] + mem["val_data_s"]) + mem["val_fixed_s"])
     assert mem["peak_gpu_reserved_bytes"] is None  # no GPU here
     assert result["cache"]["mode"] == "ram" and result["cache"]["full_bytes"] > 0 and result["cache"]["fits"]
     assert result["files"]["read"] in ("warm", "cold", "mixed")

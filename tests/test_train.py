@@ -616,7 +616,7 @@ def test_real_training_run_measures_the_no_mosaic_phase_and_tracks_both(tiny_dem
     key = ho.phase_key(config, 100, Workload(str(tiny_demo), "yolo11n.yaml", 100), fingerprint().identity_hash())
     no_mosaic = study.phase("no_mosaic", key)
     assert no_mosaic.status == "ok" and no_mosaic.effective["mosaic"] is False
-    assert no_mosaic.memory.val_first_s is not None
+    assert no_mosaic.memory.val_first_pass_s is not None and no_mosaic.memory.val_batches == 2
     (run,) = study.train_runs()
     assert run.status == "finished" and [r.mosaic for r in run.records] == [True, False]
     assert all(r.train_s > 0 and r.val_s > 0 and r.predicted_train_s for r in run.records)

@@ -134,6 +134,8 @@ PROBE_OPTIONS: list[tuple[str, Any, Any]] = [
      "off"),
     ("amp", Annotated[bool, typer.Option("--amp/--no-amp", help="mixed precision on a GPU (Ultralytics' default); "
                                                                 "a CPU trains in FP32 either way")], True),
+    ("val_batch", Annotated[int | None, typer.Option(help="validation batch; default Ultralytics' 2x the training "
+                                                          "batch")], None),
     ("iters", Annotated[int, typer.Option(help="measured iterations after warm-up")], 20),
     ("min_window_s", Annotated[float, typer.Option("--min-window", help="measure at least this many seconds after "
                                                                         "warm-up (within a cap of iterations)")], 2.0),
@@ -387,6 +389,12 @@ def train(
     close_mosaic: Annotated[
         int | None, typer.Option(help="last epochs without mosaic (Ultralytics' default 10)")
     ] = None,
+    val_every: Annotated[
+        int, typer.Option(help="validate after every k-th epoch and the last (Ultralytics: every epoch)")
+    ] = 1,
+    val_batch: Annotated[
+        int | None, typer.Option(help="validation batch (Ultralytics: 2x the training batch); measured first")
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the study's interrupted run from last.pt")] = False,
     measure: Annotated[
         bool, typer.Option("--measure/--no-measure", help="probe the phases the study lacks before training")
@@ -401,7 +409,9 @@ def train(
     from autotune.train import command as tc
     from autotune.train import handover as ho
 
-    recipe = ho.Recipe(epochs, patience, optimizer, cos_lr, close_mosaic, ho.parse_extra(list(ctx.args)))
+    recipe = ho.Recipe(
+        epochs, patience, optimizer, cos_lr, close_mosaic, ho.parse_extra(list(ctx.args)), val_every, val_batch
+    )
     req = tc.TrainRequest(best, study, storage, profile, recipe, resume, measure)
     source = tc.source_for(req)
     out = Console(highlight=False, soft_wrap=True, markup=False)  # "[mosaic]" is text, not Rich markup

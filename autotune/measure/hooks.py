@@ -20,6 +20,7 @@ from autotune.measure.ultralytics_glue import (
     mosaic_on,
     ready_batches,
     restore_workers,
+    set_val_batch,
 )
 
 STEP_SAMPLES = 3  # steady optimizer steps timed in the warm-up (MuSGD's step is seconds on a CPU: keep it few)
@@ -55,6 +56,7 @@ class ProbeHooks:
     heartbeat: Heartbeat = lambda beat: None
     keep_last_batch: bool = False  # for the compute-only pass after the window
     first_iter_delay_s: float = 0.0  # added to the first iteration: a GPU's slow start, simulated on a CPU
+    val_batch: int | None = None  # validation batch; None: Ultralytics' 2x the training batch
     machine: Probes = field(default_factory=Probes)
     trainer: Any = None
     eff: dict[str, Any] = field(default_factory=dict)  # effective settings, read at the end of set-up
@@ -73,6 +75,8 @@ class ProbeHooks:
 
     def on_pretrain_routine_start(self, trainer: Any) -> None:
         restore_workers(trainer, self.workers)
+        if self.val_batch:
+            set_val_batch(trainer, self.val_batch)
         self.trainer = trainer
         self.heartbeat({"phase": "building"})
 

@@ -1,5 +1,5 @@
-"""Passes a probe times by hand once its training window is full: one validation batch, and forward + backward on a
-batch already on the device (the model side's ceiling). Both run on Ultralytics' own trainer, as its loops do."""
+"""Passes a probe times once its training window is full: validation passes (Ultralytics' own validator), and
+forward + backward on a batch already on the device (the model side's ceiling), as the trainer's loop runs them."""
 
 from __future__ import annotations
 
@@ -8,46 +8,70 @@ from collections.abc import Iterator
 from typing import Any
 
 
-def measure_val_batch(trainer: Any, cuda: bool) -> dict[str, Any]:
-    """One validation batch (2x the training batch) as Ultralytics' validator runs it: EMA model, FP16 with AMP
-    on GPU, forward and NMS. The first batch is untimed: it starts the loader's workers and tunes kernels, a
-    one-time cost (val_first_s). The second is timed warm; a one-batch loader is read again for it, as every
-    epoch's validation reads it again (its files then sit in the page cache, as they would)."""
+def measure_val_pass(trainer: Any, cuda: bool) -> dict[str, Any]:
+    """Two passes of Ultralytics' own validator over the probe's validation subset (two batches at its 2x training
+    batch), as the trainer runs it every epoch: EMA model, autocast with AMP on GPU, preprocess, forward, loss,
+    NMS, metric updates, then the pass's statistics. The first pass is cold (kernel tuning, first reads): its
+    excess over the second is a one-time cost. The second, warm pass is split by the validator's own callbacks into
+    per-batch time (loading, then preprocess to metric update) and a per-pass remainder (metrics, summary)."""
     import torch
-    from ultralytics.utils import nms
 
-    device = trainer.device
-    model = trainer.ema.ema if trainer.ema else trainer.model
-    half = cuda and trainer.amp
-    model = model.half() if half else model.float()
-    model.eval()
-    loader = trainer.test_loader
-    batches = passes_over(loader)
-    out: dict[str, Any] = {"val_batch": loader.batch_size}
-    for k in range(2):
-        t0 = time.perf_counter()
-        batch = next(batches)
-        t1 = time.perf_counter()
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    validator = trainer.validator
+    if validator is None:
+        raise RuntimeError("the trainer has no validator")
+    marks: list[tuple[str, float]] = []
+
+    def mark(event: str) -> Any:
+        def callback(_: Any) -> None:
+            sync()  # batches end on the device's time, not when the launch returns
+            marks.append((event, time.perf_counter()))
+
+        return callback
+
+    events = ("on_val_start", "on_val_batch_start", "on_val_batch_end", "on_val_end")
+    added = [(e, mark(e)) for e in events]
+    for e, cb in added:
+        validator.add_callback(e, cb)
+    out: dict[str, Any] = {"val_batch": trainer.test_loader.batch_size}
+    try:
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        with torch.no_grad():
-            img = batch["img"].to(device, non_blocking=cuda)
-            img = (img.half() if half else img.float()) / 255
-            preds = model(img)
-            nms.non_max_suppression(
-                preds, 0.001, 0.7, multi_label=True, max_det=300, end2end=getattr(model, "end2end", False)
-            )
+        totals = []
+        for _ in range(2):
+            marks.clear()
+            sync()
+            t0 = time.perf_counter()
+            validator(trainer=trainer)
+            sync()
+            totals.append(time.perf_counter() - t0)
+        split = split_val_pass(marks, totals[1])
         if cuda:
-            torch.cuda.synchronize()
-        t2 = time.perf_counter()
-        if k == 0:
-            out["val_first_s"] = t2 - t0
-        if k == 1:
-            out.update(val_data_s=t1 - t0, val_batch_s=t2 - t1)
-        if cuda:
-            out["val_peak_gpu_bytes"] = max(out.get("val_peak_gpu_bytes", 0), int(torch.cuda.max_memory_reserved()))
-    return out
+            out["val_peak_gpu_bytes"] = int(torch.cuda.max_memory_reserved())
+    finally:
+        for e, cb in added:
+            validator.callbacks[e].remove(cb)
+    return {**out, **split, "val_pass_s": totals[1], "val_first_pass_s": totals[0]}
+
+
+def split_val_pass(marks: list[tuple[str, float]], total_s: float) -> dict[str, Any]:
+    """Per-batch compute and loading (means) and the pass's remainder, from one pass's callback times: a batch is
+    loaded between the previous mark and its start, computed between its start and end."""
+    starts = [t for e, t in marks if e == "on_val_batch_start"]
+    ends = [t for e, t in marks if e == "on_val_batch_end"]
+    before = [t for e, t in marks if e in ("on_val_start", "on_val_batch_end")]
+    if not starts or len(starts) != len(ends) or len(before) < len(starts):
+        raise RuntimeError(f"the validation pass ran {len(starts)} batches, {len(ends)} ended: cannot time it")
+    compute = [e - s for s, e in zip(starts, ends, strict=True)]
+    data = [s - b for s, b in zip(starts, before, strict=False)]
+    n = len(starts)
+    return {
+        "val_batches": n,
+        "val_batch_s": sum(compute) / n,
+        "val_data_s": sum(data) / n,
+        "val_fixed_s": max(total_s - sum(compute) - sum(data), 0.0),
+    }
 
 
 def passes_over(loader: Any) -> Iterator[Any]:

@@ -1,7 +1,7 @@
 """The probe's measurement, inside its subprocess: stage a subset, train with Ultralytics, time every iteration.
 
 It trains with the requested settings through Ultralytics' own trainer, times every iteration from its callbacks
-(hooks.py), stops by raising once the window is full, then measures one validation batch by hand (passes.py).
+(hooks.py), stops by raising once the window is full, then times two passes of Ultralytics' validator (passes.py).
 probe.probe() runs it through isolate.py; nothing here is meant to run in the caller's process.
 """
 
@@ -19,7 +19,7 @@ from autotune.measure import pagecache, torchcompile
 from autotune.measure.hooks import Heartbeat, ProbeHooks, Probes, WindowFull
 from autotune.measure.machine import PeakMemorySampler, UtilisationSampler, available_ram_bytes
 from autotune.measure.optimizer import optimizer_args
-from autotune.measure.passes import compute_only, measure_val_batch
+from autotune.measure.passes import compute_only, measure_val_pass
 from autotune.measure.probe import parse_request
 from autotune.measure.staging import (
     PageCachePlan,
@@ -41,6 +41,7 @@ from autotune.measure.ultralytics_glue import (
     loader_worker_pids,
     mismatches,
     patch_downloads,
+    val_batch_of,
 )
 from autotune.records.config import ProbeOptions, TrainConfig, Workload
 from autotune.records.probe import (
@@ -246,10 +247,10 @@ def train_window(
             hooks.heartbeat({"phase": "validate"})
             sampler.reset_peak()
             try:
-                val = measure_val_batch(hooks.trainer, cuda)
+                val = measure_val_pass(hooks.trainer, cuda)
             except Exception as e:  # an OOM here is the point of the check: validation runs at 2x batch
                 status, reason = classify_exception(e)
-                reason = f"validation batch (batch {2 * config.batch}): {reason}"
+                reason = f"validation (batch {val_batch_of(config.batch, options.val_batch)}): {reason}"
             val["val_peak_host_bytes"] = sampler.peak_bytes
         if hooks.trainer is not None:
             close_loaders(hooks.trainer)
@@ -303,6 +304,7 @@ def measure(
         heartbeat=heartbeat,
         keep_last_batch=bool(options.compute_only_iters) or config.compile != "off",
         first_iter_delay_s=options.first_iter_delay_s,
+        val_batch=options.val_batch,
         machine=machine_probes(config, options, s, pc, scratch, found),
     )
     cache_timer = CacheTimer()
@@ -363,6 +365,20 @@ def window_stats(setup: Setup, w: Window) -> tuple[IterStats | None, bool, tuple
     return stats, revisits, (OK, ""), warnings
 
 
+# what measure_val_pass (and the sampler around it) reports, as MemoryUse names it
+VAL_FIELDS = (
+    "val_batch",
+    "val_batch_s",
+    "val_data_s",
+    "val_batches",
+    "val_pass_s",
+    "val_fixed_s",
+    "val_first_pass_s",
+    "val_peak_gpu_bytes",
+    "val_peak_host_bytes",
+)
+
+
 def memory_use(setup: Setup, w: Window) -> MemoryUse:
     """Peaks of the window and of the validation batch, with the limit where it applies."""
     return MemoryUse(
@@ -374,8 +390,7 @@ def memory_use(setup: Setup, w: Window) -> MemoryUse:
         peak_gpu_reserved_bytes=w.gpu_peak[0],
         peak_gpu_allocated_bytes=w.gpu_peak[1],
         gpu_limit_bytes=setup.limits.gpu,
-        **{k: w.val.get(k) for k in ("val_batch", "val_batch_s", "val_data_s", "val_first_s", "val_peak_gpu_bytes")},
-        val_peak_host_bytes=w.val.get("val_peak_host_bytes"),
+        **{k: w.val.get(k) for k in VAL_FIELDS},
     )
 
 

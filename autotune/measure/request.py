@@ -31,6 +31,7 @@ class ProbeRequest:
     source: str = "original"
     compile: str = "off"  # a torch.compile mode (records.config.COMPILE_MODES)
     amp: bool = True  # mixed precision on a GPU; Ultralytics trains FP32 on a CPU whatever it says
+    val_batch: int | None = None  # None: Ultralytics' 2x the training batch
     iters: int = 20
     min_window_s: float = 2.0
     memory_limit: str | None = None
@@ -58,6 +59,7 @@ def resolve(req: ProbeRequest, resolve_data: Callable[[str | None], str]) -> Res
         page_cache=req.page_cache,
         timeout_s=req.timeout_s,
         keep_scratch=req.keep_scratch,
+        val_batch=req.val_batch,
     )
     device = req.device if req.device is not None else default_device()
     imgsz = req.imgsz if req.imgsz is not None else (CPU_IMGSZ if device == "cpu" else 640)

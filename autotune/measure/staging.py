@@ -17,7 +17,7 @@ from autotune.measure.dataset import DatasetInfo, choose_subset, count_objects, 
 from autotune.measure.images import RESIZED, image_sizes, shrink_encoded
 from autotune.measure.labels import label_path
 from autotune.measure.machine import available_ram_bytes
-from autotune.measure.ultralytics_glue import expected_workers, workers_note
+from autotune.measure.ultralytics_glue import expected_workers, val_batch_of, workers_note
 from autotune.records.config import ProbeOptions, TrainConfig, Workload
 from autotune.records.probe import CacheCost
 
@@ -109,8 +109,7 @@ def subset_sizes(config: TrainConfig, options: ProbeOptions, n_train: int, n_val
     batches than loader workers: Ultralytics starts no more workers than batches, and the full run has its `workers`.
     """
     need_train = max(options.warmup_max + window_cap(options, config.batch, workers) + 1, workers + 1) * config.batch
-    val_batch = 2 * config.batch
-    need_val = 2 * val_batch  # one untimed batch, one timed
+    need_val = 2 * val_batch_of(config.batch, options.val_batch)  # two batches: a pass split into batch and rest
     return min(need_train, n_train), min(need_val, n_val)
 
 

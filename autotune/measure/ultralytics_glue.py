@@ -153,6 +153,23 @@ def restore_workers(trainer: Any, workers: int) -> None:
     trainer.args.workers = workers
 
 
+def set_val_batch(trainer: Any, batch: int) -> None:
+    """Ultralytics builds the validation loader at 2x the training batch and has no setting for it: build it at
+    `batch` instead (the rectangular batches it validates in follow). Call from on_pretrain_routine_start, before
+    any dataloader exists."""
+    build = trainer.get_dataloader
+
+    def get_dataloader(dataset_path: str, batch_size: int = 16, rank: int = 0, mode: str = "train") -> Any:
+        return build(dataset_path, batch if mode == "val" else batch_size, rank=rank, mode=mode)
+
+    trainer.get_dataloader = get_dataloader
+
+
+def val_batch_of(batch: int, val_batch: int | None) -> int:
+    """The validation batch Ultralytics runs: the one asked for, else its 2x the training batch."""
+    return val_batch if val_batch else 2 * batch
+
+
 def keep_oom_an_oom(trainer: Any) -> None:
     """Ultralytics halves the batch and retries after an OOM in the first epoch; a probe's OOM must stay an OOM.
     Call from on_train_epoch_start."""

@@ -147,11 +147,14 @@ class ProbeOptions:
     mosaic: bool = True  # False: mosaic closed for the whole window, as in a run's last close_mosaic epochs
     min_window_s: float = 2.0  # the window also lasts this long, within its cap (a fast GPU's 20 iterations: ~1 s)
     first_iter_delay_s: float = 0.0  # seconds added to the first iteration: a GPU's slow start, simulated (bench)
+    val_batch: int | None = None  # validation batch; None: Ultralytics' 2x the training batch
 
     def __post_init__(self) -> None:
         if self.compute_only_iters < 0:
             raise UserError(f"compute-only iterations must be >= 0, got {self.compute_only_iters}")
         whole("iters", self.iters, 1, MAX_ITERS)
+        if self.val_batch is not None:
+            whole("validation batch", self.val_batch, 1, MAX_BATCH)
         if self.timeout_s is not None and not (0 < self.timeout_s < math.inf):
             raise UserError(f"timeout must be a number of seconds > 0, got {self.timeout_s!r}")
         for name in ("min_window_s", "first_iter_delay_s"):

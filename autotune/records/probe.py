@@ -62,9 +62,13 @@ class MemoryUse:
     peak_gpu_allocated_bytes: int | None = None
     gpu_limit_bytes: int | None = None
     val_batch: int | None = None  # validation runs at 2x the training batch
-    val_batch_s: float | None = None  # forward + NMS of one validation batch, after one untimed batch
-    val_data_s: float | None = None  # time to get that batch from the loader
-    val_first_s: float | None = None  # the untimed first batch, loading and all: the val loader's workers start there
+    val_batch_s: float | None = None  # one validation batch, warm: preprocess, forward, loss, NMS, metric update
+    val_data_s: float | None = None  # time to get a batch from the validation loader (mean, warm pass)
+    val_first_s: float | None = None  # older probes: the untimed first batch, loading and all
+    val_batches: int | None = None  # batches in the probe's validation pass
+    val_pass_s: float | None = None  # the warm pass, end to end (Ultralytics' validator)
+    val_fixed_s: float | None = None  # of which not in any batch: per pass (metrics, summary)
+    val_first_pass_s: float | None = None  # the first, cold pass: its excess over the warm one is a one-time cost
     val_peak_gpu_bytes: int | None = None
     val_peak_host_bytes: int | None = None
 
@@ -206,11 +210,13 @@ def now_iso() -> str:
 
 @dataclass(frozen=True)
 class ValRate:
-    """One validation batch as the probe timed it: data + forward + NMS, at Ultralytics' 2x training batch."""
+    """A validation pass as the probe timed it, at Ultralytics' 2x training batch: seconds per batch (loading and
+    compute), seconds per pass beyond its batches, and the session's first pass's extra."""
 
     batch_s: float
     batch: int
-    startup_s: float = 0.0  # the first batch's extra time: the validation loader starts its workers there
+    startup_s: float = 0.0  # the first pass's extra time (kernel tuning, first reads)
+    fixed_s: float = 0.0  # per pass, beyond its batches: the metrics over all predictions, the summary
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,17 +227,24 @@ class ValRate:
 
     @classmethod
     def from_result(cls, r: ProbeResult) -> ValRate | None:
-        m = r.memory
-        if m is None or m.val_batch_s is None or not m.val_batch:
+        return cls.from_rates(r.memory) if r.memory is not None else None
+
+    @classmethod
+    def from_rates(cls, m: MemoryUse) -> ValRate | None:
+        """From a probe's validation fields (None where it measured no validation)."""
+        if m.val_batch_s is None or not m.val_batch:
             return None
         batch_s = m.val_batch_s + (m.val_data_s or 0.0)
-        startup = max(m.val_first_s - batch_s, 0.0) if m.val_first_s is not None else 0.0
+        if m.val_pass_s is not None:  # Ultralytics' validator, two passes
+            startup = max((m.val_first_pass_s or m.val_pass_s) - m.val_pass_s, 0.0)
+            return cls(batch_s=batch_s, batch=m.val_batch, startup_s=startup, fixed_s=m.val_fixed_s or 0.0)
+        startup = max(m.val_first_s - batch_s, 0.0) if m.val_first_s is not None else 0.0  # older probes: batches
         return cls(batch_s=batch_s, batch=m.val_batch, startup_s=startup)
 
 
 def val_seconds(n_val: int, val: ValRate | None, first: bool = False) -> float | None:
-    """One validation pass: every validation batch at the measured per-batch time; the session's first pass also
-    starts the validation loader's workers (Ultralytics keeps them for later passes)."""
+    """One validation pass: every validation batch at the measured per-batch time, plus the pass's own remainder;
+    the session's first pass also pays its one-time extra."""
     if val is None or n_val <= 0:
         return None
-    return math.ceil(n_val / val.batch) * val.batch_s + (val.startup_s if first else 0.0)
+    return math.ceil(n_val / val.batch) * val.batch_s + val.fixed_s + (val.startup_s if first else 0.0)

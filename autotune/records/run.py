@@ -106,6 +106,8 @@ class TrainRun:
     final_metrics: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    val_every: int = 1  # validated after every k-th epoch and the last (autotune's own; Ultralytics has none)
+    val_batch: int | None = None  # validation batch; None: Ultralytics' 2x the training batch
 
     @property
     def status(self) -> str:

@@ -136,9 +136,11 @@ def _memory(r: ProbeResult) -> list[Any]:
     if m.val_batch:
         peak = m.val_peak_gpu_bytes if m.val_peak_gpu_bytes else m.val_peak_host_bytes
         where = "GPU" if m.val_peak_gpu_bytes else "host"
+        per_pass = f", {fmt_s(m.val_fixed_s)} per pass" if m.val_fixed_s is not None else ""
         t.add_row(
             f"validation batch {m.val_batch}",
-            f"{fmt_s(m.val_batch_s)} compute, {fmt_s(m.val_data_s)} loading, peak {fmt_bytes(peak)} ({where})",
+            f"{fmt_s(m.val_batch_s)} compute, {fmt_s(m.val_data_s)} loading{per_pass}, "
+            f"peak {fmt_bytes(peak)} ({where})",
         )
     return [t]
 

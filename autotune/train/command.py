@@ -94,7 +94,7 @@ def new_run(
     h = ho.make_handover(source, recipe, len(info.train), info.nc, machine)
     before_phases(h)
     phases = ho.gather_phases(h, source, machine, measure, probe_phase, on_note)
-    rates = Rates.from_results(phases.get("mosaic"), phases.get("no_mosaic"))
+    rates = Rates.from_results(phases.get("mosaic"), phases.get("no_mosaic"), phases.get(ho.VALIDATION))
     run = tr.new_run(
         source.label,
         source.store.name if source.store is not None else None,
@@ -107,6 +107,8 @@ def new_run(
         machine.to_dict(),
         warnings=h.warnings,
         notes=h.notes,
+        val_every=h.val_every,
+        val_batch=h.val_batch,
     )
     return NewRun(h, run)
 

@@ -19,13 +19,14 @@ from typing import Any
 
 from autotune.errors import UserError
 from autotune.measure.optimizer import auto_optimizer, optimizer_args
-from autotune.records.config import MAX_EPOCHS, OPTIMIZERS, ProbeOptions, TrainConfig, Workload, whole
+from autotune.records.config import MAX_BATCH, MAX_EPOCHS, OPTIMIZERS, ProbeOptions, TrainConfig, Workload, whole
 from autotune.records.machine import Machine
 from autotune.records.probe import ProbeResult
 from autotune.search import profiles, sidebyside, store
 from autotune.search.store import StudyStore
 
 PHASES = ("mosaic", "no_mosaic")  # kept in the study by the store, per phase key
+VALIDATION = "validation"  # a probe of the run's own validation batch (--val-batch), per phase key and batch
 
 # Ultralytics arguments that would change what was measured, and what to do instead
 REFUSED = {
@@ -82,6 +83,8 @@ class Recipe:
     cos_lr: bool | None = None
     close_mosaic: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # further Ultralytics key=value pairs
+    val_every: int = 1  # validate after every k-th epoch and the last (autotune's own: Ultralytics has none)
+    val_batch: int | None = None  # validation batch; None: Ultralytics' 2x the training batch
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,13 @@ class Handover:
     phase_key: str  # names this run's phase measurements in the study
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()  # kept with the run
+    val_every: int = 1
+    val_batch: int | None = None  # None: Ultralytics' 2x the training batch
+
+    @property
+    def val_probe_needed(self) -> bool:
+        """The run validates at a batch no probe of its config measured (probes validate at 2x the batch)."""
+        return self.val_batch is not None and self.val_batch != 2 * self.config.batch
 
 
 def parse_extra(items: list[str]) -> dict[str, Any]:
@@ -173,6 +183,11 @@ def make_handover(source: Source, recipe: Recipe, n_train: int, nc: int, machine
         raise UserError(f"patience must be >= 0, got {recipe.patience}")
     if recipe.close_mosaic is not None and recipe.close_mosaic < 0:
         raise UserError(f"close-mosaic must be >= 0, got {recipe.close_mosaic}")
+    whole("val-every", recipe.val_every, 1, MAX_EPOCHS, " epochs")
+    if recipe.val_batch is not None:
+        whole("val-batch", recipe.val_batch, 1, MAX_BATCH)
+    if recipe.val_every > 1 and recipe.extra.get("val") is False:
+        raise UserError("--val-every needs validation on: val=False already validates the last epoch only")
     epochs = recipe.epochs or source.workload.epochs
     measured = measured_optimizer(source, n_train, nc)
     notes: list[str] = list(source.notes)
@@ -240,6 +255,8 @@ def make_handover(source: Source, recipe: Recipe, n_train: int, nc: int, machine
         phase_key=phase_key(probe_config, probe_epochs, source.workload, machine.identity_hash()),
         notes=tuple(notes),
         warnings=tuple(warnings),
+        val_every=recipe.val_every,
+        val_batch=recipe.val_batch,
     )
 
 
@@ -385,14 +402,6 @@ def stored_phase(source: Source, h: Handover, kind: str, machine: Machine) -> Pr
     return source.store.phase(kind, h.phase_key)
 
 
-def store_phase(source: Source, h: Handover, kind: str, result: ProbeResult) -> bool:
-    """Keep a phase measurement in the study for later runs; False where there is no study to keep it in."""
-    if source.store is None:
-        return False
-    source.store.set_phase(kind, h.phase_key, result)
-    return True
-
-
 def phase_probe_options(source: Source, kind: str, cpu: bool) -> ProbeOptions:
     """Measure a phase as the study measured its trials (window, warm-up bounds, page cache), mosaic as the phase."""
     if source.measured is not None and source.measured.options:
@@ -426,30 +435,56 @@ def gather_phases(
     on_note: Callable[[str], None],
 ) -> dict[str, ProbeResult]:
     """The run's phase measurements: stored ones (any phase: one can stand in for another), else one probe for each
-    phase the run has (kept in the study for later runs)."""
+    phase the run has (kept in the study for later runs); and its validation batch where no phase probe ran it."""
     phases: dict[str, ProbeResult] = {}
     needed = needed_phases(h)
+    cpu = h.config.device == "cpu"
     for kind in PHASES:
         stored = stored_phase(source, h, kind, machine)
         if stored is not None:
             phases[kind] = stored
-            continue
-        if kind not in needed:
-            continue
-        name = kind.replace("_", "-")
-        if not measure:
-            on_note(f"note: no {name} measurement, and --no-measure: not probed")
-            continue
-        what = f"measuring the {name} phase ({h.probe_config.label()})"
-        options = phase_probe_options(source, kind, h.config.device == "cpu")
-        result = probe_fn(h.probe_config, replace(source.workload, epochs=h.probe_epochs), options, what)
-        if not result.ok or result.stats is None:
-            on_note(f"warning: the {name} probe ended {result.status}: {result.reason}; not predicted from it")
-            continue
-        kept = store_phase(source, h, kind, result)
-        on_note(
-            f"{what}: {result.stats.images_per_s:.1f} images/s, probe took {result.duration_s:.0f} s"
-            + ("; kept in the study" if kept else "")
-        )
-        phases[kind] = result
+        elif kind in needed:
+            options = phase_probe_options(source, kind, cpu)
+            what = f"measuring the {kind.replace('_', '-')} phase ({h.probe_config.label()})"
+            found = _measure_phase(h, source, kind, h.phase_key, options, what, measure, probe_fn, on_note)
+            if found is not None:
+                phases[kind] = found
+    if h.val_probe_needed:
+        key = f"{h.phase_key}:val{h.val_batch}"
+        stored = source.store.phase(VALIDATION, key) if source.store is not None else None
+        options = replace(phase_probe_options(source, "mosaic", cpu), val_batch=h.val_batch)
+        what = f"measuring validation at batch {h.val_batch} ({h.probe_config.label()})"
+        found = stored or _measure_phase(h, source, VALIDATION, key, options, what, measure, probe_fn, on_note)
+        if found is not None:
+            phases[VALIDATION] = found
     return phases
+
+
+def _measure_phase(
+    h: Handover,
+    source: Source,
+    kind: str,
+    key: str,
+    options: ProbeOptions,
+    what: str,
+    measure: bool,
+    probe_fn: Callable[[TrainConfig, Workload, ProbeOptions, str], ProbeResult],
+    on_note: Callable[[str], None],
+) -> ProbeResult | None:
+    """One phase probe, kept in the study under (kind, key); None (with a note) where it measured nothing."""
+    name = kind.replace("_", "-")
+    if not measure:
+        on_note(f"note: no {name} measurement, and --no-measure: not probed")
+        return None
+    result = probe_fn(h.probe_config, replace(source.workload, epochs=h.probe_epochs), options, what)
+    if not result.ok or result.stats is None:
+        on_note(f"warning: the {name} probe ended {result.status}: {result.reason}; not predicted from it")
+        return None
+    kept = source.store is not None
+    if source.store is not None:
+        source.store.set_phase(kind, key, result)
+    on_note(
+        f"{what}: {result.stats.images_per_s:.1f} images/s, probe took {result.duration_s:.0f} s"
+        + ("; kept in the study" if kept else "")
+    )
+    return result

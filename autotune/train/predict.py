@@ -8,9 +8,9 @@ An epoch is not one number (DESIGN.md, "Predicting a run"):
 - warm-up epochs (`warmup_epochs`): accumulation ramps up from 1, so the optimizer steps more often; the step
   count of every epoch is simulated exactly as Ultralytics' loop runs it, and each step costs what was measured;
 - mosaic epochs at the mosaic probe's rate, the last `close_mosaic` epochs at a no-mosaic probe's rate;
-- validation each epoch (or only the last, with val=False) from one measured validation batch (2x the training
-  batch) times the validation batches, plus the validation loader's start-up the first time; and once more at
-  the end, when Ultralytics validates best.pt.
+- validation after each epoch (every k-th with --val-every, only the last with val=False): the measured seconds per
+  validation batch (2x the training batch, or --val-batch) times the batches, plus the pass's own remainder, plus
+  the first pass's extra once per session; and once more at the end, when Ultralytics validates best.pt.
 """
 
 from __future__ import annotations
@@ -83,6 +83,11 @@ class RunShape:
     close_mosaic: int = 10
     val: bool = True  # validate every epoch; False: only the last (Ultralytics always validates the final epoch)
     start_epoch: int = 0  # first epoch of this session, 0-based (a resumed run starts later)
+    val_every: int = 1  # with val: after every k-th epoch and the last (autotune train --val-every)
+
+    def validates(self, epoch: int) -> bool:
+        """Whether Ultralytics validates after `epoch` (0-based); it always validates the last."""
+        return (self.val and (epoch + 1) % self.val_every == 0) or epoch == self.epochs - 1
 
     @property
     def iterations(self) -> int:
@@ -230,7 +235,7 @@ def predict_run(
         phase = "mosaic" if on else "no mosaic"
         if nw and epoch * nb < nw:  # its first iteration is still ramping
             phase = f"warm-up, {phase}"
-        validates = shape.val or epoch == shape.epochs - 1
+        validates = shape.validates(epoch)
         first_val = validates and not any(p.val_s is not None for p in plans)
         plans.append(
             EpochPlan(
@@ -285,10 +290,16 @@ class Rates:
         )
 
     @classmethod
-    def from_results(cls, mosaic: ProbeResult | None, no_mosaic: ProbeResult | None) -> Rates:
-        """The rates of the phase probes that measured something (a failed probe counts as not measured)."""
+    def from_results(
+        cls, mosaic: ProbeResult | None, no_mosaic: ProbeResult | None, validation: ProbeResult | None = None
+    ) -> Rates:
+        """The rates of the phase probes that measured something (a failed probe counts as not measured); the
+        validation rate from `validation` where given (a probe at the run's own validation batch)."""
         ok = [r for r in (mosaic, no_mosaic) if r is not None and r.stats is not None]
-        val = next((v for v in (ValRate.from_result(r) for r in ok) if v is not None), None)
+        if validation is not None:
+            val = ValRate.from_result(validation)
+        else:
+            val = next((v for v in (ValRate.from_result(r) for r in ok) if v is not None), None)
         cache = next((r.cache for r in ok if r.cache is not None and r.cache.mode != "none"), None)
         return cls(
             mosaic=PhaseRate.from_result(mosaic) if mosaic is not None and mosaic.stats is not None else None,

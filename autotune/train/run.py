@@ -1,7 +1,8 @@
 """autotune train: the full Ultralytics run with the measured settings, each epoch timed against its prediction.
 
 Ultralytics' own trainer runs in this process with callbacks: on_train_epoch_start / on_train_epoch_end time an
-epoch's training (and count its images), a wrapper around trainer.validate times its validation, and
+epoch's training (and count its images), a wrapper around trainer.validate times its validation (and skips it on
+the epochs --val-every leaves out), --val-batch builds the validation loader at its batch, and
 on_fit_epoch_end closes the epoch (its checkpoint saved); Ultralytics' final validation of best.pt is timed apart.
 After each epoch the run's record goes to the study (through the study store) and to autotune_epochs.json in
 Ultralytics' run folder, so Ctrl-C loses nothing; `--resume` continues from last.pt and appends to the record.
@@ -32,6 +33,7 @@ from autotune.measure.ultralytics_glue import (
     mosaic_on,
     patch_downloads,
     restore_workers,
+    set_val_batch,
 )
 from autotune.records.config import TrainConfig
 from autotune.records.run import EpochRecord, Session, TrainRun
@@ -196,11 +198,13 @@ class EpochTracker:
 
     def on_pretrain_routine_start(self, trainer: Any) -> None:
         restore_workers(trainer, self.expected.workers)  # the probes measured the workers asked for
+        if self.run.val_batch:
+            set_val_batch(trainer, self.run.val_batch)
         self.run = replace(self.run, save_dir=str(trainer.save_dir))
 
     def on_pretrain_routine_end(self, trainer: Any) -> None:
         setup_s = self.clock() - self.t_start
-        shape = shape_of(trainer)
+        shape = shape_of(trainer, self.run.val_every)
         self.prediction = Rates.from_dict(self.run.rates).predict(shape)
         self._session(
             start_epoch=shape.start_epoch,
@@ -221,6 +225,8 @@ class EpochTracker:
         original = trainer.validate
 
         def timed_validate() -> Any:
+            if skips_validation(trainer, self.run.val_every):
+                return trainer.metrics, None  # no new fitness: early stopping and best.pt wait for a validation
             t0 = self.clock()
             try:
                 return original()
@@ -311,7 +317,15 @@ def _numbers(metrics: Any) -> dict[str, float]:
     return {str(k): float(v) for k, v in metrics.items() if isinstance(v, int | float)}
 
 
-def shape_of(trainer: Any) -> RunShape:
+def skips_validation(trainer: Any, val_every: int) -> bool:
+    """--val-every k: this epoch's validation is skipped unless it is a k-th, or Ultralytics must validate (the last
+    epoch, early stopping about to stop)."""
+    if val_every <= 1 or (trainer.epoch + 1) % val_every == 0:
+        return False
+    return not (trainer.epoch + 1 >= trainer.epochs or trainer.stopper.possible_stop or trainer.stop)
+
+
+def shape_of(trainer: Any, val_every: int = 1) -> RunShape:
     """The run as Ultralytics is about to run it (after a resume set its start epoch)."""
     a = trainer.args
     return RunShape(
@@ -324,6 +338,7 @@ def shape_of(trainer: Any) -> RunShape:
         close_mosaic=int(a.close_mosaic or 0),
         val=bool(a.val),
         start_epoch=int(trainer.start_epoch),
+        val_every=val_every,
     )
 
 
@@ -350,6 +365,8 @@ def new_run(
     machine: dict[str, Any],
     warnings: tuple[str, ...] = (),
     notes: tuple[str, ...] = (),
+    val_every: int = 1,
+    val_batch: int | None = None,
 ) -> TrainRun:
     run_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     return TrainRun(
@@ -365,6 +382,8 @@ def new_run(
         machine=machine,
         warnings=warnings,
         notes=notes,
+        val_every=val_every,
+        val_batch=val_batch,
     )
 
 
