@@ -163,3 +163,23 @@ def test_a_run_at_another_validation_batch_measures_it_once(tmp_path):
     asked.clear()
     again = ho.gather_phases(h, src, MACHINE, True, probe, lambda s: None)  # kept in the study: not probed again
     assert asked == [] and again[ho.VALIDATION].memory.val_batch == 64
+
+
+def test_validation_summary_for_the_report():
+    from autotune.report.data import Side
+    from autotune.report.validation import validation_summary, validation_words
+
+    side = Side({}, (10.0,), 0.1, None, epoch_train_s=30.0, epoch_val_s=10.0, cache_build_s=0.0, resize_s=0.0,
+                optimizer="AdamW", step_s=0.1, accumulate=4, val_batch=32)  # fmt: skip
+    v = validation_summary(side, epochs=20)
+    assert v is not None and v.share == pytest.approx(0.25)  # 10 s of 40
+    # every epoch: 20 + best.pt = 21 passes; every 2: 10 + 1; every 5: 4 + 1; every 10: 2 + 1
+    assert [(o.every, o.passes, o.val_s, o.saved_s) for o in v.options] == [
+        (1, 21, 210.0, 0.0), (2, 11, 110.0, 100.0), (5, 5, 50.0, 160.0), (10, 3, 30.0, 180.0)
+    ]  # fmt: skip
+    words = validation_words(v)
+    assert words[0].startswith("one validation pass at batch 32 takes 10.0 s (25% of an epoch")
+    assert "--val-every 5: 5 passes in 20 epochs (50 s), saves 160 s" in words
+    short = validation_summary(side, epochs=3)  # every 5 or 10 would validate only the last: as val=False
+    assert short is not None and [o.every for o in short.options] == [1, 2]
+    assert validation_summary(replace(side, epoch_val_s=None), epochs=20) is None

@@ -242,6 +242,16 @@ class ValRate:
         return cls(batch_s=batch_s, batch=m.val_batch, startup_s=startup)
 
 
+def validates_after(epoch: int, epochs: int, every: int = 1, val: bool = True) -> bool:
+    """Whether a run validates after `epoch` (0-based): every `every`-th epoch with val on, always the last."""
+    return (val and (epoch + 1) % every == 0) or epoch == epochs - 1
+
+
+def validation_passes(epochs: int, every: int = 1) -> int:
+    """Validation passes in a run: after every `every`-th epoch and the last, and once more for best.pt."""
+    return sum(validates_after(e, epochs, every) for e in range(epochs)) + 1
+
+
 def val_seconds(n_val: int, val: ValRate | None, first: bool = False) -> float | None:
     """One validation pass: every validation batch at the measured per-batch time, plus the pass's own remainder;
     the session's first pass also pays its one-time extra."""

@@ -19,6 +19,7 @@ from autotune.records.search import StudySnapshot, TrialRecord
 from autotune.report import factors, story
 from autotune.report.compiling import compile_summaries
 from autotune.report.data import FactorRow, ReportData, Side, TrialPoint
+from autotune.report.validation import validation_summary
 from autotune.search import levers, sidebyside
 from autotune.search.levers import LEVERS, OPTIMIZER_LEVER
 from autotune.status import CANNOT_RUN
@@ -52,6 +53,7 @@ def _side(config: TrainConfig, results: list[ProbeResult], n_train: int, n_val: 
         step_s=last.stats.step_s if last and last.stats else None,
         accumulate=last.stats.accumulate if last and last.stats else None,
         compile_s=last.compile_cost.one_time_s if last and last.compile_cost else 0.0,
+        val_batch=last.memory.val_batch if last and last.memory else None,
     )
 
 
@@ -204,6 +206,7 @@ def build(snap: StudySnapshot, epochs: int | None = None) -> ReportData:
         notes=_notes(results(base_cfg), base, base_cfg, win_cfg),
         train_runs=tuple(train_run_row(r) for r in snap.train_runs),
         compile=compile_summaries(snap.trials, n_train, epochs),
+        validation=validation_summary(win, epochs),
     )
 
 

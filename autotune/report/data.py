@@ -60,12 +60,37 @@ class Side:
     step_s: float | None  # one optimizer step
     accumulate: int | None
     compile_s: float = 0.0  # one-time: torch.compile's, once per run (0 uncompiled)
+    val_batch: int | None = None  # the batch its validation pass was measured at (Ultralytics' 2x batch)
 
 
 @dataclass(frozen=True)
 class StoryCheck:
     claim: str
     verdict: str
+
+
+@dataclass(frozen=True)
+class ValEvery:
+    every: int
+    passes: int  # in the run, the final validation of best.pt included
+    val_s: float  # all of them
+    saved_s: float  # against validating every epoch
+
+
+@dataclass(frozen=True)
+class ValidationSummary:
+    batch: int | None  # the validation batch measured (Ultralytics' 2x the training batch)
+    pass_s: float  # one warm pass over the validation set
+    train_epoch_s: float | None
+    epochs: int
+    options: tuple[ValEvery, ...]
+
+    @property
+    def share(self) -> float | None:
+        """Validation's share of an epoch that validates."""
+        if not self.train_epoch_s:
+            return None
+        return self.pass_s / (self.pass_s + self.train_epoch_s)
 
 
 @dataclass(frozen=True)
@@ -137,10 +162,13 @@ class ReportData:
     notes: tuple[str, ...] = ()
     train_runs: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     compile: tuple[CompileSummary, ...] = ()  # one per compile mode the study measured
+    validation: ValidationSummary | None = None  # the winner's validation pass and what --val-every saves
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["compile"] = [compile_dict(c) for c in self.compile]
+        if self.validation is not None:
+            d["validation"]["share"] = self.validation.share
         return d
 
 

@@ -16,6 +16,7 @@ from autotune.files import atomic_write
 from autotune.report import charts
 from autotune.report.compiling import compile_words
 from autotune.report.data import FactorRow, ReportData
+from autotune.report.validation import validation_words
 from autotune.units import fmt_s as _fmt_s
 
 GiB = 2**30
@@ -272,6 +273,25 @@ def _times_md(d: ReportData) -> list[str]:
     ]
     if d.compile:
         parts += ["### torch.compile\n", *(f"- {compile_words(c)}" for c in d.compile), ""]
+    if d.validation is not None:
+        v = d.validation
+        parts += [
+            "### Validation\n",
+            _md_table(
+                ["validate", f"passes in {v.epochs} epochs (+ best.pt)", "validation time", "saved"],
+                [
+                    [
+                        "every epoch" if o.every == 1 else f"every {o.every} epochs",
+                        str(o.passes),
+                        fmt_s(o.val_s),
+                        fmt_s(o.saved_s) if o.every > 1 else "-",
+                    ]
+                    for o in v.options
+                ],
+            ),
+            *(f"- {w}" for w in validation_words(v)),
+            "",
+        ]
     return parts
 
 

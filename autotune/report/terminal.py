@@ -15,6 +15,7 @@ from autotune.records.probe import IterStats, ProbeResult
 from autotune.records.search import RANK_WORDS
 from autotune.report.compiling import compile_summaries, compile_words
 from autotune.report.data import ReportData
+from autotune.report.validation import validation_words
 from autotune.search.settings import SearchOutcome
 from autotune.search.sidebyside import SideBySide
 from autotune.status import terminal_style
@@ -358,6 +359,8 @@ def report_view(d: ReportData, written: list[str]) -> Group:
     t.add_row("interaction", "", "", fmt_interval(d.interaction, d.interaction_interval), "")
     parts: list[Any] = [Text(headline(d), style="bold"), t, Text(d.interaction_text)]
     parts += [Text(compile_words(c), style="cyan") for c in d.compile]
+    if d.validation is not None:
+        parts += [Text(w, style="cyan") for w in validation_words(d.validation)[:2]]
     if d.missing:
         parts.append(Text(f"not measured yet: {', '.join(d.missing)} (autotune report --measure)", style="yellow"))
     parts.append(Text("written: " + ", ".join(written), style="dim"))

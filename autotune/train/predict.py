@@ -19,7 +19,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from autotune.records.probe import ProbeResult, ValRate, val_seconds
+from autotune.records.probe import ProbeResult, ValRate, val_seconds, validates_after
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class RunShape:
 
     def validates(self, epoch: int) -> bool:
         """Whether Ultralytics validates after `epoch` (0-based); it always validates the last."""
-        return (self.val and (epoch + 1) % self.val_every == 0) or epoch == self.epochs - 1
+        return validates_after(epoch, self.epochs, self.val_every, self.val)
 
     @property
     def iterations(self) -> int:
