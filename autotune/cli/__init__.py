@@ -134,6 +134,8 @@ PROBE_OPTIONS: list[tuple[str, Any, Any]] = [
      "off"),
     ("amp", Annotated[bool, typer.Option("--amp/--no-amp", help="mixed precision on a GPU (Ultralytics' default); "
                                                                 "a CPU trains in FP32 either way")], True),
+    ("bf16", Annotated[bool, typer.Option("--bf16", help="mixed precision in bfloat16 (a GPU with native bfloat16; "
+                                                         "no loss scaling)")], False),
     ("val_batch", Annotated[int | None, typer.Option(help="validation batch; default Ultralytics' 2x the training "
                                                           "batch")], None),
     ("iters", Annotated[int, typer.Option(help="measured iterations after warm-up")], 20),

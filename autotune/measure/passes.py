@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from autotune.measure.ultralytics_glue import autocast_arg
+
 
 def measure_val_pass(trainer: Any, cuda: bool) -> dict[str, Any]:
     """Two passes of Ultralytics' own validator over the probe's validation subset (two batches at its 2x training
@@ -99,7 +101,7 @@ def compute_only(trainer: Any, batch: dict[str, Any], iters: int, cuda: bool) ->
     for i in range(iters + 1):  # the first pass is untimed: the window's last batch may differ in shape
         sync()
         t0 = time.perf_counter()
-        with autocast(trainer.amp, device=trainer.device.type):
+        with autocast(autocast_arg(trainer), device=trainer.device.type):
             if getattr(trainer.args, "compile", False):  # as Ultralytics runs a compiled model: images in, loss apart
                 loss, _ = unwrap_model(model).loss(batch, model(batch["img"]))
             else:

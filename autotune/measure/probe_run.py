@@ -273,6 +273,9 @@ def measure(
     cuda = config.device != "cpu"
     if cuda and not torch.cuda.is_available():
         return failed(INFEASIBLE, f"device {config.device} requested but CUDA is not available", config, workload)
+    if config.amp == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        # Ultralytics' autocast raises at the first iteration; say so before staging a training run
+        return failed(INFEASIBLE, "amp=bf16: this GPU has no native bfloat16", config, workload, warnings=s.warnings)
     if config.compile != "off":
         why = torchcompile.unavailable(config.device)
         if why:

@@ -31,6 +31,7 @@ class ProbeRequest:
     source: str = "original"
     compile: str = "off"  # a torch.compile mode (records.config.COMPILE_MODES)
     amp: bool = True  # mixed precision on a GPU; Ultralytics trains FP32 on a CPU whatever it says
+    bf16: bool = False  # mixed precision in bfloat16
     val_batch: int | None = None  # None: Ultralytics' 2x the training batch
     iters: int = 20
     min_window_s: float = 2.0
@@ -61,6 +62,8 @@ def resolve(req: ProbeRequest, resolve_data: Callable[[str | None], str]) -> Res
         keep_scratch=req.keep_scratch,
         val_batch=req.val_batch,
     )
+    if req.bf16 and not req.amp:
+        raise UserError("--bf16 is mixed precision: it cannot go with --no-amp")
     device = req.device if req.device is not None else default_device()
     imgsz = req.imgsz if req.imgsz is not None else (CPU_IMGSZ if device == "cpu" else 640)
     config = TrainConfig(
@@ -72,7 +75,7 @@ def resolve(req: ProbeRequest, resolve_data: Callable[[str | None], str]) -> Res
         optimizer=req.optimizer,
         source=req.source,
         compile=req.compile,
-        amp=req.amp,
+        amp="bf16" if req.bf16 else req.amp,
     )
     check_device(config.device)
     if req.memory_limit is not None:

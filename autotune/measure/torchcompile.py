@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from autotune.measure.ultralytics_glue import autocast_arg
+
 
 def unavailable(device: str) -> str | None:
     """Why inductor cannot compile for `device` on this machine, or None (as Ultralytics' attempt_compile checks)."""
@@ -84,7 +86,7 @@ def time_short_batch(trainer: Any, last_batch: dict[str, Any], n: int, cuda: boo
     if cuda:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    with autocast(trainer.amp, device=trainer.device.type):
+    with autocast(autocast_arg(trainer), device=trainer.device.type):
         preds = trainer.model(img)
     leaves = [t for t in tree_leaves(preds) if isinstance(t, torch.Tensor) and t.requires_grad]
     if leaves:

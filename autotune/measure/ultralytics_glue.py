@@ -170,6 +170,13 @@ def val_batch_of(batch: int, val_batch: int | None) -> int:
     return val_batch if val_batch else 2 * batch
 
 
+def autocast_arg(trainer: Any) -> Any:
+    """What Ultralytics' training loop passes to its autocast: bfloat16 for amp=bf16, else its AMP flag."""
+    import torch
+
+    return torch.bfloat16 if getattr(trainer.args, "amp", None) == "bf16" else trainer.amp
+
+
 def keep_oom_an_oom(trainer: Any) -> None:
     """Ultralytics halves the batch and retries after an OOM in the first epoch; a probe's OOM must stay an OOM.
     Call from on_train_epoch_start."""

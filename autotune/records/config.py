@@ -14,6 +14,9 @@ CACHE_MODES = ("none", "disk", "ram")
 SOURCES = ("original", "resized")  # train from the files as they are, or from a copy pre-resized to imgsz
 # torch.compile as Ultralytics 8.4 offers it (compile=False|"default"|"reduce-overhead"|"max-autotune-no-cudagraphs")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
+# Ultralytics' amp: True (FP16 autocast with loss scaling, its default), False (FP32) or "bf16" (bfloat16 autocast,
+# no loss scaling; GPUs with native bfloat16 only). A CPU trains in FP32 whatever True says.
+AMP_MODES: tuple[bool | str, ...] = (True, False, "bf16")
 DEFAULT_MODEL = "yolo11n.yaml"
 MIN_IMGSZ = 32  # Ultralytics' largest stride; smaller images cannot pass through the detector
 STRIDE = 32  # Ultralytics rounds imgsz up to a multiple of the largest stride (a probe would measure another size)
@@ -39,7 +42,7 @@ class TrainConfig:
     imgsz: int = 640
     cache: str = "none"  # none | disk | ram
     device: str = "cpu"  # "cpu" or a CUDA index such as "0"
-    amp: bool = True  # Ultralytics ignores AMP on CPU
+    amp: bool | str = True  # AMP_MODES; Ultralytics ignores True on a CPU
     optimizer: str = "auto"  # "auto" is resolved to Ultralytics' own choice before a probe runs
     nbs: int = 64  # nominal batch size: the optimizer steps every max(round(nbs / batch), 1) iterations
     source: str = "original"  # "resized": from a copy of the dataset pre-resized to imgsz (autotune resize)
@@ -71,11 +74,17 @@ class TrainConfig:
         """Short human form, e.g. 'batch=16 workers=8 imgsz=640 cache=none'."""
         label = f"batch={self.batch} workers={self.workers} imgsz={self.imgsz} cache={self.cache}"
         label += " source=resized" if self.source == "resized" else ""
-        return label + (f" compile={self.compile}" if self.compile != "off" else "")
+        label += f" compile={self.compile}" if self.compile != "off" else ""
+        return label + ("" if self.amp is True else f" amp={amp_word(self.amp)}")
 
     def ultralytics_compile(self) -> bool | str:
         """Ultralytics' `compile` argument for this config."""
         return False if self.compile == "off" else self.compile
+
+
+def amp_word(amp: bool | str) -> str:
+    """on, off or bf16."""
+    return amp if isinstance(amp, str) else ("on" if amp else "off")
 
 
 def whole(name: str, value: Any, low: int, high: int, unit: str = "") -> int:
@@ -103,6 +112,10 @@ def validate_config(c: TrainConfig) -> None:
         raise UserError(f"source must be one of {', '.join(SOURCES)}, got {c.source!r}")
     if c.compile not in COMPILE_MODES:
         raise UserError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {c.compile!r}")
+    if not any(c.amp is m for m in AMP_MODES[:2]) and c.amp != "bf16":
+        raise UserError(f"amp must be on (True), off (False) or bf16, got {c.amp!r}")
+    if c.amp == "bf16" and c.device == "cpu":
+        raise UserError("amp=bf16 needs a CUDA GPU with bfloat16 (Ultralytics autocasts bfloat16 on CUDA only)")
     if c.nbs < 1:
         raise UserError(f"nbs must be >= 1, got {c.nbs!r}")
     if not re.fullmatch(r"cpu|\d+", c.device):

@@ -21,7 +21,7 @@ from autotune.report.compiling import compile_summaries
 from autotune.report.data import FactorRow, ReportData, Side, TrialPoint
 from autotune.report.validation import validation_summary
 from autotune.search import levers, sidebyside
-from autotune.search.levers import LEVERS, OPTIMIZER_LEVER
+from autotune.search.levers import AMP_LEVER, LEVERS, REVERSED
 from autotune.status import CANNOT_RUN
 
 NO_LEVER = "The winner is the baseline's own configuration: no lever changed, so there is nothing to break down."
@@ -65,7 +65,7 @@ def _factor_row(
     blocked = [r for r in lever_results if r.status in CANNOT_RUN]
     if ips and base_ips:
         f, lo, hi, repeated = ratio_interval(base_ips, ips, floor)
-        if p.lever == OPTIMIZER_LEVER:  # the probe ran SGD; the factor reads SGD -> the pinned optimizer
+        if p.lever in REVERSED:  # the probe ran SGD (FP32); the factor reads SGD -> the pinned optimizer (-> AMP)
             f, lo, hi, repeated = ratio_interval(ips, base_ips, floor)
         kind = "repeats" if repeated else f"noise floor +-{floor:.0%}"
         return FactorRow(p.lever, p.before, p.after, claim, naive, f, lo, hi, len(ips), "measured", note, kind)
@@ -152,6 +152,10 @@ def build(snap: StudySnapshot, epochs: int | None = None) -> ReportData:
     floor = noise_floor(_ok_ips(all_base))
     probes = levers.lever_probes(base_cfg, win_cfg, base.optimizer)
     rows = [_factor_row(p, results(p.config), _ok_ips(all_base), floor) for p in probes]
+    if base_cfg.device == "cpu":
+        claim, naive, _ = story.claim(AMP_LEVER, "FP32", "AMP (FP16)")
+        why = "Ultralytics trains in FP32 on a CPU (it turns AMP off there): measured only on a GPU"
+        rows.append(FactorRow(AMP_LEVER, "FP32", "AMP", claim, naive, None, None, None, 0, "absent on a CPU", why))
     if not base.images_per_s or not win.images_per_s:
         b = snap.baseline
         raise UserError(

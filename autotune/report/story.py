@@ -10,10 +10,11 @@ from autotune.records.search import DatasetSize
 from autotune.report import factors
 from autotune.report.data import Side, StoryCheck
 from autotune.report.factors import STORY, STORY_PRODUCT_CLAIM, STORY_REALITY
-from autotune.search.levers import OPTIMIZER_LEVER
+from autotune.search.levers import AMP_LEVER, BF16_LEVER, OPTIMIZER_LEVER
 
 GiB = 2**30
 STORY_COMPILE = 1.3  # Ultralytics' claim for compile=True (its PR's title), the naive factor it is set against
+STORY_AMP = 3.0  # NVIDIA's "up to 3x" for automatic mixed precision training on Tensor Core GPUs
 
 
 def claim(lever: str, before: str, after: str) -> tuple[str, float | None, str]:
@@ -45,6 +46,10 @@ def claim(lever: str, before: str, after: str) -> tuple[str, float | None, str]:
         if after != "off":
             return claim, STORY_COMPILE, "per iteration; its compile time is a one-time cost (see torch.compile)"
         return claim, None, "the winner trains uncompiled"
+    if lever == AMP_LEVER:  # not the story's: NVIDIA's claim for automatic mixed precision on Tensor Core GPUs
+        return 'mixed precision: NVIDIA "up to 3x" on Tensor Core GPUs', STORY_AMP, "the baseline in FP32 vs AMP"
+    if lever == BF16_LEVER:
+        return "bfloat16 autocast (Ampere and newer): no loss scaling", None, "no claim to set it against"
     if lever == OPTIMIZER_LEVER:
         return f'SGD -> Adam: "{STORY["optimizer"]}x"; here SGD -> {after}', STORY["optimizer"], ""
     return "", None, ""

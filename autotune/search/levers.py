@@ -20,6 +20,12 @@ from autotune.status import CANNOT_RUN, SAYS_NOTHING
 
 LEVERS = ("imgsz", "batch", "cache", "workers", "source", "compile")  # searched levers, in the report's order
 OPTIMIZER_LEVER = "optimizer"  # not searched: the story's SGD -> Adam claim, measured as a step-cost factor
+# Not searched either, measured on a GPU against the baseline: FP32 -> AMP (Ultralytics' default FP16 autocast) and
+# AMP -> bfloat16 autocast. A CPU trains in FP32 whatever AMP says: no probe there (the report says why).
+AMP_LEVER = "amp"
+BF16_LEVER = "bf16"
+# The probe runs the lever's "before" side; the factor reads baseline / probe
+REVERSED = (OPTIMIZER_LEVER, AMP_LEVER)
 
 
 @dataclass(frozen=True)
@@ -31,7 +37,8 @@ class LeverProbe:
 
 
 def lever_probes(baseline: TrainConfig, winner: TrainConfig, pinned_optimizer: str | None) -> list[LeverProbe]:
-    """One probe per lever where the winner differs from the baseline, then the optimizer's (SGD vs pinned).
+    """One probe per lever where the winner differs from the baseline, then the optimizer's (SGD vs pinned), then
+    on a GPU mixed precision's (FP32 and bfloat16 against Ultralytics' default FP16 AMP).
 
     The optimizer lever exists when Ultralytics pinned something other than SGD for this run length (AdamW
     for short runs, MuSGD for long ones): the probe runs the baseline with SGD, so the factor reads
@@ -49,6 +56,9 @@ def lever_probes(baseline: TrainConfig, winner: TrainConfig, pinned_optimizer: s
     ]
     if pinned_optimizer and pinned_optimizer.lower() != "sgd":
         out.append(LeverProbe(OPTIMIZER_LEVER, baseline.with_(optimizer="SGD"), "SGD", pinned_optimizer))
+    if baseline.device != "cpu" and baseline.amp is True:
+        out.append(LeverProbe(AMP_LEVER, baseline.with_(amp=False), "FP32", "AMP (FP16)"))
+        out.append(LeverProbe(BF16_LEVER, baseline.with_(amp="bf16"), "AMP (FP16)", "AMP (bf16)"))
     return out
 
 
