@@ -9,8 +9,8 @@ Steps, each a real `python -m autotune ...` run (the user's path) or a call into
   5. loader truth (issue 14): probes at imgsz 640, no cache, workers 1 and 8, each against a long run of the same
      configuration (Ultralytics' own loop, a plain stopwatch, 200 full batches after 40 dropped, on a workload big
      enough that no image is read twice); and the batch-16 probe repeated 3x side by side;
-  6. levers (issue 16): AMP on vs off and torch.compile off vs default at imgsz 640, batch 16, side by side
-     (A B B A), with compile's one-time seconds;
+  6. levers (issue 16): AMP on vs off, torch.compile off vs default and AMP in FP16 vs bfloat16 at imgsz 640,
+     batch 16, side by side (A B B A), with compile's one-time seconds (bf16 last: it runs if time is left);
   7. a search of 200 s under that limit (a GPU probe takes 26-42 s: 90 s fit no trial), with batch 512 as an
      early `--try`, so the study holds an OOM trial recorded as infeasible (a completed trial with the OOM
      reason, not a halved batch); the search asks Ultralytics' AutoBatch for its batch at the same fraction
@@ -285,13 +285,17 @@ def loader_truth(sizes: Sizes, env: dict[str, str], left: Any) -> dict[str, Any]
 
 
 def levers(sizes: Sizes, env: dict[str, str], left: Any) -> dict[str, Any]:
-    """Issue 16: AMP on vs off and compile off vs default at batch sizes.batches[0], side by side (A B B A ...);
+    """Issue 16: AMP on vs off, compile off vs default, FP16 vs bf16 at batch sizes.batches[0], side by side (A B B A);
     images/s of each run, the ratio of the means, and compile's one-time seconds."""
     common = ["--device", sizes.device, "--imgsz", str(sizes.imgsz), "--batch", str(sizes.batches[0]),
               "--iters", str(sizes.iters), "--json"]  # fmt: skip
     pairs = {"amp": (("on", ["--amp"]), ("off", ["--no-amp"])),
-             "compile": (("off", ["--compile", "off"]), ("default", ["--compile", "default"]))}  # fmt: skip
+             "compile": (("off", ["--compile", "off"]), ("default", ["--compile", "default"])),
+             "bf16": (("fp16", ["--amp"]), ("bf16", ["--bf16"]))}  # fmt: skip
     out: dict[str, Any] = {}
+    if sizes.device == "cpu":
+        del pairs["bf16"]
+        out["bf16"] = "skipped: bfloat16 autocast needs a CUDA GPU (Ultralytics trains FP32 on a CPU)"
     if not sizes.lever_compile:
         del pairs["compile"]
         out["compile"] = "skipped: compiling takes minutes on a CPU (tests/test_probe_integration.py covers it)"
