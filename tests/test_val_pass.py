@@ -183,3 +183,13 @@ def test_validation_summary_for_the_report():
     short = validation_summary(side, epochs=3)  # every 5 or 10 would validate only the last: as val=False
     assert short is not None and [o.every for o in short.options] == [1, 2]
     assert validation_summary(replace(side, epoch_val_s=None), epochs=20) is None
+
+
+def test_the_median_warm_pass_is_kept():
+    from autotune.measure.passes import median_pass
+
+    a, b, c = (0.5, [("a", 0.0)]), (0.9, [("b", 0.0)]), (0.45, [("c", 0.0)])
+    assert median_pass([a, b, c]) == a  # 0.45, 0.5, 0.9: one slow pass (disturbed) does not move it
+    assert median_pass([a]) == a
+    with pytest.raises(ValueError):
+        median_pass([])

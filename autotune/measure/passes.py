@@ -9,13 +9,15 @@ from typing import Any
 
 from autotune.measure.ultralytics_glue import autocast_arg
 
+WARM_VAL_PASSES = 3  # a pass of two batches takes ~0.5 s on a 2-core CPU: the median of three steadies it
 
-def measure_val_pass(trainer: Any, cuda: bool) -> dict[str, Any]:
-    """Two passes of Ultralytics' own validator over the probe's validation subset (two batches at its 2x training
+
+def measure_val_pass(trainer: Any, cuda: bool, warm: int = WARM_VAL_PASSES) -> dict[str, Any]:
+    """Passes of Ultralytics' own validator over the probe's validation subset (two batches at its 2x training
     batch), as the trainer runs it every epoch: EMA model, autocast with AMP on GPU, preprocess, forward, loss,
     NMS, metric updates, then the pass's statistics. The first pass is cold (kernel tuning, first reads): its
-    excess over the second is a one-time cost. The second, warm pass is split by the validator's own callbacks into
-    per-batch time (loading, then preprocess to metric update) and a per-pass remainder (metrics, summary)."""
+    excess over a warm one is a one-time cost. The median of `warm` warm passes is split by the validator's own
+    callbacks into per-batch time (loading, then preprocess to metric update) and a per-pass remainder."""
     import torch
 
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -40,21 +42,33 @@ def measure_val_pass(trainer: Any, cuda: bool) -> dict[str, Any]:
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        totals = []
-        for _ in range(2):
+        passes: list[Pass] = []
+        for _ in range(1 + warm):
             marks.clear()
             sync()
             t0 = time.perf_counter()
             validator(trainer=trainer)
             sync()
-            totals.append(time.perf_counter() - t0)
-        split = split_val_pass(marks, totals[1])
+            passes.append((time.perf_counter() - t0, list(marks)))
+        first_s = passes[0][0]
+        median_s, median_marks = median_pass(passes[1:])
+        split = split_val_pass(median_marks, median_s)
         if cuda:
             out["val_peak_gpu_bytes"] = int(torch.cuda.max_memory_reserved())
     finally:
         for e, cb in added:
             validator.callbacks[e].remove(cb)
-    return {**out, **split, "val_pass_s": totals[1], "val_first_pass_s": totals[0]}
+    return {**out, **split, "val_pass_s": median_s, "val_first_pass_s": first_s}
+
+
+Pass = tuple[float, list[tuple[str, float]]]  # a pass's seconds and its callbacks' (event, time) marks
+
+
+def median_pass(passes: list[Pass]) -> Pass:
+    """The pass of median duration (the upper one of an even count): one disturbed pass does not move it."""
+    if not passes:
+        raise ValueError("no validation pass to choose from")
+    return sorted(passes, key=lambda p: p[0])[len(passes) // 2]
 
 
 def split_val_pass(marks: list[tuple[str, float]], total_s: float) -> dict[str, Any]:
