@@ -12,12 +12,12 @@ from test_search import DATASET, MACHINE, WORKLOAD
 
 from autotune.errors import UserError
 from autotune.records.config import ProbeOptions, TrainConfig
-from autotune.records.probe import CompileCost, ProbeResult
+from autotune.records.probe import CompileCost, ProbeResult, failed
 from autotune.records.search import Space, TrialRecord
 from autotune.report.compiling import compile_summaries, compile_words
 from autotune.report.data import CompileSummary
 from autotune.report.terminal import search_view
-from autotune.search.levers import lever_probes
+from autotune.search.levers import lever_probes, run_lever_probes
 from autotune.search.rules import one_time_s
 from autotune.search.runner import Search
 from autotune.search.settings import SearchSettings
@@ -171,3 +171,20 @@ def test_one_slow_compiled_probe_does_not_stop_the_search_from_running_uncompile
     assert out.elapsed_s <= 850
     # a compiled trial's timeout leaves the side-by-side phase its reserve (4 baseline probes of 20 s)
     assert [round(t) for _, t in timeouts] == [round(left - 80 + 60) for left, _ in timeouts]
+
+
+def test_a_factor_probe_that_cannot_fit_is_left_and_the_next_ones_still_run() -> None:
+    """A compiled factor probe started with less time than a compile takes only times out (353 s spent that way
+    once, leaving the side-by-side phase nothing): it is left for `report --measure`; the optimizer's still runs."""
+    base = TrainConfig(batch=8, workers=1, imgsz=128, device="cpu")
+    todo = lever_probes(base, base.with_(compile="default"), "AdamW")
+    assert [p.lever for p in todo] == ["compile", "optimizer"]
+    probed: list[TrainConfig] = []
+    kept: list[str] = []
+
+    def probe(c: TrainConfig) -> ProbeResult:
+        probed.append(c)
+        return failed("ok", "", c, WORKLOAD)
+
+    n = run_lever_probes(todo, WORKLOAD, probe, lambda c, lever, r: kept.append(lever), lambda c: c.compile == "off")
+    assert n == 1 and kept == ["optimizer"] and probed == [base.with_(optimizer="SGD")]

@@ -97,19 +97,21 @@ def run_lever_probes(
     workload: Workload,
     probe_fn: Callable[[TrainConfig], ProbeResult],
     keep: Callable[[TrainConfig, str, ProbeResult], None],
-    can_start: Callable[[], bool],
+    can_start: Callable[[TrainConfig], bool],
     skip_reason: Callable[[TrainConfig], str | None] = lambda c: None,
     on_event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None,
 ) -> int:
-    """Probe each lever in order while `can_start()`; a config known not to fit is kept as such, unprobed.
+    """Probe each lever in order where `can_start(config)` (the time left fits its probe: a compiled one compiles
+    for minutes on a small CPU, an uncompiled one after it may still fit); a config known not to fit in memory is
+    kept as such, unprobed.
 
     Returns how many were measured or recorded.
     """
     done = 0
     for p in todo:
         why = skip_reason(p.config)
-        if why is None and not can_start():
-            break
+        if why is None and not can_start(p.config):
+            continue
         on_event("lever", {"lever": p.lever, "config": p.config})
         result = failed(SKIPPED, why, p.config, workload) if why else probe_fn(p.config)
         keep(p.config, p.lever, result)

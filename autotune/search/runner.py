@@ -400,8 +400,10 @@ class Search:
             skip = self.skip_reason(c, model)
             return skip[1] if skip else None
 
-        def can_start() -> bool:
-            return self.remaining() - self.end_reserve(capped=False) >= self.predicted_trial_s()
+        def can_start(c: TrainConfig) -> bool:
+            # a compiled factor probe started with less time than a compile takes only times out (353 s spent
+            # that way once on a 2-core CPU, leaving the side-by-side phase nothing)
+            return self.remaining() - self.end_reserve(capped=False) >= self.predicted_trial_s(c.compile != "off")
 
         n = levers.run_lever_probes(
             todo,
@@ -523,10 +525,12 @@ class Search:
         self.on_event("side_start", {"candidates": cands, "rounds": sidebyside.ROUNDS})
         done: list[SideProbe] = []
         for k, c in plan:
-            if self.remaining() < 0.9 * self._side_probe_s(c.config):
-                self.notes.append(
-                    f"the side-by-side phase stopped after {len(done)} of {len(plan)} probes: the budget ran out"
-                )
+            need, left = self._side_probe_s(c.config), max(self.remaining(), 0.0)
+            if left < 0.9 * need:
+                why = "the budget ran out"
+                if c.config.compile != "off":
+                    why = f"a fresh compiled probe compiles again (~{need:.0f} s), {left:.0f} s left"
+                self.notes.append(f"the side-by-side phase stopped after {len(done)} of {len(plan)} probes: {why}")
                 break
             self.on_event("side", {"round": k, "role": c.role, "config": c.config})
             result = self._probe(c.config)

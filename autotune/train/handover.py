@@ -369,7 +369,7 @@ def _config_from_cfg(cfg: dict[str, Any]) -> TrainConfig:
         imgsz=int(cfg["imgsz"]),
         cache="none" if cache in (False, None, "none") else str(cache),
         device=str(cfg.get("device", "cpu")),
-        amp=bool(cfg.get("amp", True)),
+        amp="bf16" if cfg.get("amp") == "bf16" else bool(cfg.get("amp", True)),
         optimizer=str(cfg.get("optimizer", "auto")),
         nbs=int(cfg.get("nbs", 64)),
         compile=_compile_mode(cfg.get("compile", False)),
