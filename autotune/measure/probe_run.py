@@ -245,7 +245,9 @@ def train_window(
         )
         if status == OK and hooks.trainer is not None:
             hooks.heartbeat({"phase": "validate"})
-            stop_train_loader(hooks.trainer)
+            # the window drained the training loader's queue; its workers would refill it while validation is
+            # timed, competing for the cores (in a real run validation starts with that queue full, workers idle)
+            close_loaders(hooks.trainer, ("train_loader",))
             sampler.reset_peak()
             try:
                 val = measure_val_pass(hooks.trainer, cuda)
@@ -256,14 +258,6 @@ def train_window(
         if hooks.trainer is not None:
             close_loaders(hooks.trainer)
     return Window(status, reason, hooks, val, host_peak, sampler.kind, sampler.max_children, gpu_peak, compiled)
-
-
-def stop_train_loader(trainer: Any) -> None:
-    """The window drained the training loader's queue; its workers would refill it while validation is timed,
-    competing for the cores. In a real run validation starts with that queue full and its workers idle."""
-    loader = getattr(trainer, "train_loader", None)
-    if loader is not None and hasattr(loader, "close"):
-        loader.close()
 
 
 def measure(

@@ -183,9 +183,10 @@ def keep_oom_an_oom(trainer: Any) -> None:
     trainer._oom_retries = 3
 
 
-def close_loaders(trainer: Any) -> None:
+def close_loaders(trainer: Any, which: tuple[str, ...] = ("train_loader", "test_loader")) -> None:
     """Stop a trainer's loader workers: none may outlive a probe or a run."""
-    for loader in (getattr(trainer, "train_loader", None), getattr(trainer, "test_loader", None)):
+    for name in which:
+        loader = getattr(trainer, name, None)
         if loader is not None and hasattr(loader, "close"):
             loader.close()
 
